@@ -1,0 +1,39 @@
+"""Exceptions that name the bad value and the fix.
+
+Every error a user can cause derives from :class:`NadaError`; the CLI prints it as
+one line (plus the hint) instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class NadaError(Exception):
+    """Base class for user-facing errors: ``message`` says what is wrong, ``hint`` how to fix it."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class CheckpointError(NadaError):
+    """A generator checkpoint is missing, corrupt, of an unknown format or does not fit."""
+
+
+class ModelNotFoundError(NadaError):
+    """A CLIP model spec names a model or weights that cannot be had here."""
+
+
+class ConfigError(NadaError):
+    """An option value is out of range or inconsistent with another option."""
+
+
+class DataError(NadaError):
+    """Input data (a style-image folder, an image file) is missing or unreadable."""
+
+
+class DownloadError(NadaError):
+    """A download failed or its checksum did not match."""
