@@ -1,0 +1,197 @@
+"""Known real StyleGAN2 checkpoints, checked downloads, and generator specs → local paths.
+
+Downloads stream into a temp file in the destination folder while hashing, show a tqdm
+progress bar, compare SHA-256 (when known or given) and only then rename into place, so the
+weights cache never holds a partial or corrupted file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import paths
+from .errors import CheckpointError, DownloadError
+
+log = logging.getLogger(__name__)
+
+SHAPES_GENERATOR = "shapes_generator.safetensors"  # in pretrained/, the embedded default
+
+_ADA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained"
+_NGC = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files"
+_TF = "http://d36zk2xti64re0.cloudfront.net/stylegan2/networks"
+
+
+@dataclass(frozen=True)
+class KnownCheckpoint:
+    """A published generator: where to get it and what it is."""
+
+    name: str                   # short name for `nada download NAME`
+    url: str                    # download address
+    filename: str               # name in the weights cache
+    resolution: int             # output side in pixels
+    format: str                 # 'nvidia' (PyTorch pickle) or 'tensorflow' (needs conversion first)
+    sha256: str | None = None   # expected SHA-256; None = not recorded yet (printed after download)
+    size: int | None = None     # bytes, when known
+    description: str = ""
+
+
+KNOWN: dict[str, KnownCheckpoint] = {
+    c.name: c
+    for c in [
+        KnownCheckpoint("ffhq-1024", f"{_ADA}/ffhq.pkl", "stylegan2-ada-ffhq-1024.pkl", 1024, "nvidia",
+                        description="FFHQ faces, config-f (stylegan2-ada-pytorch)"),
+        KnownCheckpoint("ffhq-512", f"{_ADA}/transfer-learning-source-nets/ffhq-res512-mirror-stylegan2-noaug.pkl",
+                        "stylegan2-ffhq-512.pkl", 512, "nvidia", description="FFHQ faces at 512"),
+        KnownCheckpoint("ffhq-256", f"{_ADA}/transfer-learning-source-nets/ffhq-res256-mirror-paper256-noaug.pkl",
+                        "stylegan2-ffhq-256.pkl", 256, "nvidia", description="FFHQ faces at 256 (paper256 config)"),
+        KnownCheckpoint("metfaces-1024", f"{_ADA}/metfaces.pkl", "stylegan2-ada-metfaces-1024.pkl", 1024, "nvidia",
+                        description="MetFaces portraits"),
+        KnownCheckpoint("afhq-cat-512", f"{_ADA}/afhqcat.pkl", "stylegan2-ada-afhqcat-512.pkl", 512, "nvidia",
+                        description="AFHQ cats"),
+        KnownCheckpoint("afhq-dog-512", f"{_ADA}/afhqdog.pkl", "stylegan2-ada-afhqdog-512.pkl", 512, "nvidia",
+                        description="AFHQ dogs"),
+        KnownCheckpoint("afhq-wild-512", f"{_ADA}/afhqwild.pkl", "stylegan2-ada-afhqwild-512.pkl", 512, "nvidia",
+                        description="AFHQ wild animals"),
+        KnownCheckpoint("afhqv2-512", f"{_NGC}/stylegan2-afhqv2-512x512.pkl", "stylegan2-afhqv2-512.pkl", 512,
+                        "nvidia", description="AFHQv2 (cats, dogs, wild), StyleGAN3 release of StyleGAN2"),
+        KnownCheckpoint("brecahad-512", f"{_ADA}/brecahad.pkl", "stylegan2-ada-brecahad-512.pkl", 512, "nvidia",
+                        description="BreCaHAD histology"),
+        KnownCheckpoint("lsun-dog-256", f"{_NGC}/stylegan2-lsundog-256x256.pkl", "stylegan2-lsundog-256.pkl", 256,
+                        "nvidia", description="LSUN dogs"),
+        KnownCheckpoint("lsun-church-256", f"{_TF}/stylegan2-church-config-f.pkl", "stylegan2-church-config-f.pkl",
+                        256, "tensorflow", description="LSUN churches (TensorFlow pickle: convert before use)"),
+        KnownCheckpoint("lsun-cat-256", f"{_TF}/stylegan2-cat-config-f.pkl", "stylegan2-cat-config-f.pkl", 256,
+                        "tensorflow", description="LSUN cats (TensorFlow pickle: convert before use)"),
+        KnownCheckpoint("lsun-car-512", f"{_TF}/stylegan2-car-config-f.pkl", "stylegan2-car-config-f.pkl", 512,
+                        "tensorflow", description="LSUN cars, 512x384 content (TensorFlow pickle)"),
+        KnownCheckpoint("lsun-horse-256", f"{_TF}/stylegan2-horse-config-f.pkl", "stylegan2-horse-config-f.pkl",
+                        256, "tensorflow", description="LSUN horses (TensorFlow pickle: convert before use)"),
+    ]
+}
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _filename_from_url(url: str) -> str:
+    name = Path(urllib.parse.urlparse(url).path).name
+    if not name:
+        raise DownloadError(f"cannot tell a file name from URL {url!r}", "pass dest=PATH")
+    return name
+
+
+def download(
+    name_or_url: str,
+    dest: str | os.PathLike | None = None,
+    sha256: str | None = None,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> Path:
+    """Fetch a known checkpoint (by name) or a URL into ``dest`` (a file or folder; default
+    the weights cache). Verifies SHA-256 when known or given; an existing file that passes
+    the check is reused. Returns the local path."""
+    known = KNOWN.get(name_or_url)
+    if known is None and "://" not in name_or_url:
+        raise DownloadError(f"unknown checkpoint {name_or_url!r}", f"known: {', '.join(KNOWN)}; or pass a URL")
+    url = known.url if known else name_or_url
+    expected = (sha256 or (known.sha256 if known else None) or "").lower() or None
+    filename = known.filename if known else _filename_from_url(url)
+    target = Path(dest) if dest is not None else paths.weights_cache_dir() / filename
+    if target.is_dir() or (dest is not None and str(dest).endswith(os.sep)):
+        target = target / filename
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    if target.is_file():
+        if expected is None or sha256_file(target) == expected:
+            log.info("using cached %s", target)
+            return target
+        log.warning("%s exists but its checksum differs; downloading again", target)
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    h = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                resp = urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "nada"}),
+                                              timeout=timeout)
+            except (urllib.error.URLError, OSError) as exc:
+                raise DownloadError(f"cannot download {url}: {exc}", "check the network or download it by hand "
+                                    "and pass the file path") from exc
+            with resp:
+                total = int(resp.headers.get("Content-Length") or 0) or None
+                bar = _progress(total, filename, progress)
+                got = 0
+                try:
+                    while block := resp.read(1 << 20):
+                        out.write(block)
+                        h.update(block)
+                        got += len(block)
+                        bar.update(len(block))
+                finally:
+                    bar.close()
+            if total is not None and got != total:
+                raise DownloadError(f"download of {url} stopped after {got} of {total} bytes", "try again")
+            out.flush()
+            os.fsync(out.fileno())
+        digest = h.hexdigest()
+        if expected is not None and digest != expected:
+            raise DownloadError(
+                f"checksum mismatch for {url}: got sha256 {digest}, expected {expected}",
+                "the file is corrupt or changed upstream; nothing was saved",
+            )
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    if expected is None:
+        log.warning("no known checksum for %s; sha256 of the download is %s", url, digest)
+    log.info("saved %s", target)
+    return target
+
+
+def _progress(total: int | None, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not enabled)
+
+
+def shapes_generator_path() -> Path:
+    """The embedded shapes-world generator; CheckpointError if it has not been built yet."""
+    path = paths.pretrained_dir() / SHAPES_GENERATOR
+    if not path.is_file():
+        raise CheckpointError(
+            f"the embedded shapes generator {path} is missing",
+            "train it with the shapes-world script in scripts/, or pass --generator PATH",
+        )
+    return path
+
+
+def resolve_generator(spec: str | os.PathLike | None) -> Path:
+    """A generator spec → local file: None/'shapes' → the embedded one; a known name → cached
+    download; a URL → download; anything else must be an existing file."""
+    if spec is None or str(spec) == "shapes":
+        return shapes_generator_path()
+    spec = str(spec)
+    if spec in KNOWN:
+        return download(spec)
+    if "://" in spec:
+        return download(spec)
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"generator {spec!r} is not a file, a known name or a URL",
+                              f"known names: {', '.join(KNOWN)}; or 'shapes'")
+    return path
