@@ -53,18 +53,13 @@ def num_ws(img_resolution: int) -> int:
 
 def w_index(name: str, img_resolution: int) -> int:
     """Style index of one layer name."""
-    log2 = _check_resolution(img_resolution)
-    block, _, kind = name.partition(".")
-    try:
-        res = int(block[1:]) if block.startswith("b") else -1
-    except ValueError:
-        res = -1
     if name not in layer_names(img_resolution):
         raise ConfigError(
             f"unknown layer name {name!r} for a {img_resolution}px generator",
-            f"names look like b4.conv1, b8.conv0, b8.torgb … b{2**log2}.torgb",
+            f"names look like b4.conv1, b8.conv0, b8.torgb … b{img_resolution}.torgb",
         )
-    r = int(math.log2(res))
+    block, _, kind = name.partition(".")
+    r = int(math.log2(int(block[1:])))
     return {"conv0": 2 * r - 5, "conv1": 2 * r - 4, "torgb": 2 * r - 3}[kind]
 
 

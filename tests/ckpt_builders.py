@@ -196,10 +196,13 @@ def nvidia_generator_record(sd: dict[str, torch.Tensor], init_kwargs: dict, reco
 
 
 def nvidia_pickle_bytes(sd: dict[str, torch.Tensor], init_kwargs: dict, extra: dict | None = None,
-                        module_src: str = "# networks.py source\n", g_ema_override=None) -> bytes:
-    """Bytes of a stylegan2-ada-pytorch style network pickle around the tensors in ``sd``."""
+                        module_src: str = "# networks.py source\n", g_ema_override=None, inject=None) -> bytes:
+    """Bytes of a stylegan2-ada-pytorch style network pickle around the tensors in ``sd``;
+    ``inject(G_record)`` may edit the record tree before pickling."""
     with fake_nvidia_modules() as (pers, EasyDict):
         G = nvidia_generator_record(sd, init_kwargs, pers._reconstruct_persistent_obj, EasyDict, module_src)
+        if inject is not None:
+            inject(G)
         data = {
             "G": G,
             "D": Record(pers._reconstruct_persistent_obj, "Discriminator", _module_state({"w": torch.zeros(2)})),

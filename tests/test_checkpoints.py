@@ -224,6 +224,25 @@ def test_nvidia_pickle_runs_no_code(tmp_path):
     assert not marker.exists()
 
 
+class _ForeignLayer:
+    """Pickles as a call to torch.nn.Linear: a class the safe loader must not import."""
+
+    def __reduce__(self):
+        return (torch.nn.Linear, (2, 2))
+
+
+def test_nvidia_generator_needing_foreign_classes_is_refused(tmp_path):
+    cfg = small_cfg(8)
+    G = random_generator(cfg)
+
+    def inject(rec):
+        rec.state["_modules"]["synthesis"].state["_modules"]["extra"] = _ForeignLayer()
+
+    (tmp_path / "f.pkl").write_bytes(nvidia_pickle_bytes(G.state_dict(), nv_kwargs(cfg), inject=inject))
+    with pytest.raises(CheckpointError, match=r"f\.pkl: G_ema\.synthesis\.extra needs torch\.nn\.modules\.linear\.Linear"):
+        load_generator(tmp_path / "f.pkl")
+
+
 def test_nvidia_out_of_scope_and_mismatch(tmp_path):
     cfg = small_cfg(8)
     G = random_generator(cfg)

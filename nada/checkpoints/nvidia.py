@@ -57,9 +57,8 @@ def config_from_record(rec: PersistentRecord, sd: dict[str, torch.Tensor], path:
     arch = sk.get("architecture", "skip")
     if arch != "skip":
         raise layout_error(path, f"synthesis architecture {arch!r} is not supported", hint="nada supports 'skip' (config-f)")
-    for key, want in (("activation", "lrelu"),):
-        if mk.get(key, want) != want or sk.get(key, want) != want:
-            raise layout_error(path, f"activation other than lrelu is not supported")
+    if mk.get("activation", "lrelu") != "lrelu" or sk.get("activation", "lrelu") != "lrelu":
+        raise layout_error(path, "activations other than lrelu are not supported")
     if mk.get("layer_features") not in (None, kw.get("w_dim", mk.get("layer_features"))):
         raise layout_error(path, "mapping layer_features != w_dim is not supported")
     if sk.get("num_fp16_res"):

@@ -188,8 +188,10 @@ def find_opaque(obj: Any, path: str = "", _depth: int = 0) -> list[tuple[str, st
         return [(path or "<root>", obj.global_name)]
     found: list[tuple[str, str]] = []
     if isinstance(obj, PersistentRecord):
-        for key in ("_parameters", "_buffers", "_modules", "_init_kwargs", "_init_args"):
-            found += find_opaque(obj.state.get(key), f"{path}", _depth + 1)
+        for key in ("_parameters", "_buffers", "_init_kwargs", "_init_args"):
+            found += find_opaque(obj.state.get(key), f"{path}.{key}" if path else key, _depth + 1)
+        for name, sub in obj.submodules().items():
+            found += find_opaque(sub, f"{path}.{name}" if path else name, _depth + 1)
     elif isinstance(obj, dict):
         for k, v in obj.items():
             found += find_opaque(v, f"{path}.{k}" if path else str(k), _depth + 1)
