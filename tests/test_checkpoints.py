@@ -250,6 +250,10 @@ def test_nvidia_out_of_scope_and_mismatch(tmp_path):
     (tmp_path / "sg3.pkl").write_bytes(sg3)
     with pytest.raises(CheckpointError, match="StyleGAN3"):
         load_generator(tmp_path / "sg3.pkl")
+    xl = nvidia_pickle_bytes(G.state_dict(), nv_kwargs(cfg), module_src="from pg_modules.blocks import Interpolate\n")
+    (tmp_path / "xl.pkl").write_bytes(xl)
+    with pytest.raises(CheckpointError, match="StyleGAN-XL"):
+        load_generator(tmp_path / "xl.pkl")
     kw = nv_kwargs(cfg)
     kw["c_dim"] = 10
     (tmp_path / "cond.pkl").write_bytes(nvidia_pickle_bytes(G.state_dict(), kw))
