@@ -1,0 +1,322 @@
+"""The NADA training loop: validate everything, then adapt the trainable twin step by step,
+writing metrics, sample grids and resumable checkpoints into the run directory."""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError, ConfigError, DataError
+from . import rundir
+from .config import LOSS_WEIGHTS, TrainConfig, resolve_k
+from .layers import (
+    LayerSelection,
+    candidate_indices,
+    manual_layers,
+    names_for_indices,
+    select_layers,
+    set_trainable,
+)
+from .twin import TwinGenerator
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+class Objective(Protocol):
+    """What the trainer needs from CLIP guidance (see :mod:`nada.adapt.objective`)."""
+
+    def global_loss(self, img: torch.Tensor) -> torch.Tensor:
+        """Scalar global CLIP loss of images towards the target (used by the layer search)."""
+
+    def losses(self, frozen_img: torch.Tensor, train_img: torch.Tensor, weights: dict[str, float]) -> dict[str, torch.Tensor]:
+        """Unweighted scalar loss terms for every name in ``weights`` with a positive weight
+        (``direction``, ``global``, ``norm``, ``manifold``, ``patch``)."""
+
+
+@dataclass
+class RunResult:
+    """What a run produced."""
+
+    run_dir: Path                               # the run directory
+    iterations: int                             # iterations completed (in total, across resumes)
+    interrupted: bool = False                   # stopped by SIGINT; resumable
+    generator_path: Path | None = None          # nada-format adapted generator (None if interrupted)
+    rosinality_path: Path | None = None         # rosinality export (None if not exportable)
+    eval: dict[str, Any] | None = None          # nada.shapes.evaluate metrics (shapes world only)
+    eval_table: str | None = None               # the same, formatted
+    seconds: float = 0.0                        # wall time of this call's training loop
+    history: list[dict[str, Any]] = field(default_factory=list)  # this call's metrics records
+
+
+@dataclass
+class Prepared:
+    """Everything validated and loaded, nothing written yet."""
+
+    cfg: TrainConfig
+    device: torch.device
+    twin: TwinGenerator
+    objective: Objective
+    generator_path: Path
+    allowed_layers: list[str]                   # layers that may learn
+    state: dict[str, Any] | None = None         # resumable state (resume only)
+
+
+# --- preparation (all validation happens here, before anything is written) -----------------
+
+def check_style_dir(path: str) -> list[Path]:
+    """The image files of a style folder; one clear error if it is missing or has none."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise DataError(f"style image folder {path!r} does not exist", "pass a folder of images with --style-images")
+    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"style image folder {path!r} has no images ({', '.join(IMAGE_SUFFIXES)})",
+                        "put a few target-style images in it")
+    return files
+
+
+def prepare(cfg: TrainConfig, objective: Objective | None = None) -> Prepared:
+    """Resolve and load everything a run needs, raising one clear error for the first problem:
+    run directory, device, generator(s), layer spec, style folder, CLIP models, prompt words."""
+    from ..checkpoints import load_generator
+    from ..device import resolve_device
+    from ..hub import resolve_generator
+
+    if cfg.resume:
+        saved = rundir.load_run_config(cfg.out)
+        cfg = saved.replace(resume=True, overwrite=False, iters=cfg.iters, quiet=cfg.quiet, device=cfg.device)
+    rundir.check_run_dir(cfg)
+    device = resolve_device(cfg.device)
+    if cfg.style_images is not None:
+        check_style_dir(cfg.style_images)
+    gen_path = resolve_generator(None if cfg.uses_shapes_generator else cfg.generator)
+    G = load_generator(gen_path, device=device).generator
+    train_syn = None
+    if cfg.train_generator is not None:
+        train_syn = load_generator(resolve_generator(cfg.train_generator), device=device).generator.synthesis
+    twin = TwinGenerator(G, train_syn)
+    allowed = manual_layers(cfg.layers, twin.layers(), G.img_resolution)
+    if cfg.auto_layer_iters > 0 and not candidate_indices(twin.layers(), allowed):
+        raise ConfigError(f"--layers {cfg.layers!r} selects no conv layer for the layer search",
+                          "include conv layers (b8.conv0, b16.*) or use --auto-layer-iters 0")
+    if objective is None:
+        from .objective import ClipObjective
+
+        objective = ClipObjective.from_config(cfg, device)
+    state = None
+    if cfg.resume:
+        state = rundir.load_state(Path(cfg.out))
+        if state["iteration"] > cfg.iters:
+            raise ConfigError(f"the run is already at iteration {state['iteration']} > --iters {cfg.iters}",
+                              f"pass --iters {state['iteration']} or more")
+    return Prepared(cfg, device, twin, objective, gen_path, allowed, state)
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+class Trainer:
+    """One NADA run over a :class:`Prepared` bundle."""
+
+    def __init__(self, prep: Prepared, run_dir: Path):
+        self.prep = prep
+        self.cfg = cfg = prep.cfg
+        self.twin = prep.twin
+        self.objective = prep.objective
+        self.run_dir = run_dir
+        self.layers = self.twin.layers()
+        self.allowed = prep.allowed_layers
+        self.candidates = candidate_indices(self.layers, self.allowed)
+        self.k = resolve_k(cfg.auto_layer_k, len(self.candidates), self.twin.num_ws)
+        self.rng = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        self.weights = {name.removeprefix("lambda_"): float(getattr(cfg, name)) for name in LOSS_WEIGHTS}
+        # Adam over every synthesis parameter: layers frozen in a step have no grad and are skipped.
+        self.params = list(self.twin.trainable.parameters())
+        self.opt = torch.optim.Adam(self.params, lr=cfg.adam_lr, betas=cfg.adam_betas)
+        self.metrics = rundir.MetricsLog(run_dir / rundir.METRICS)
+        self.iteration = 0
+        self._stop = False
+
+    # -- state ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "iteration": self.iteration,
+            "trainable": {k: v.detach().cpu().clone() for k, v in self.twin.trainable.state_dict().items()},
+            "optimizer": self.opt.state_dict(),
+            "rng": rundir.rng_state(self.rng),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.twin.trainable.load_state_dict(state["trainable"])
+        self.opt.load_state_dict(state["optimizer"])
+        rundir.set_rng_state(self.rng, state["rng"])
+        self.iteration = int(state["iteration"])
+        self.metrics.truncate_after(self.iteration)
+
+    def save_resumable(self) -> Path:
+        return rundir.save_state(self.run_dir, self.state_dict())
+
+    # -- one step -------------------------------------------------------------------------
+    def choose_layers(self) -> tuple[LayerSelection, float]:
+        """Adaptive selection (search) or the fixed manual set; returns it and the search time."""
+        cfg = self.cfg
+        if cfg.auto_layer_iters <= 0:
+            return LayerSelection(tuple(sorted({r.w_index for r in self.layers if r.name in self.allowed})),
+                                  tuple(self.allowed)), 0.0
+        t0 = time.perf_counter()
+        ws = self.twin.sample_ws(cfg.auto_layer_batch, self.rng, 0.0, cfg.truncation)
+        noise = self.twin.make_noise(cfg.auto_layer_batch, self.rng) if cfg.noise_mode == "random" else None
+        idx, scores = select_layers(
+            self.twin.trainable, ws, self.objective.global_loss, self.k,
+            iters=cfg.auto_layer_iters, lr=cfg.auto_layer_lr, candidates=self.candidates, noise=noise,
+        )
+        names = names_for_indices(self.layers, idx, self.allowed)
+        return LayerSelection(tuple(idx), tuple(names), tuple(float(s) for s in scores)), time.perf_counter() - t0
+
+    def step(self) -> dict[str, Any]:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        selection, search_s = self.choose_layers()
+        set_trainable(self.twin.trainable, self.layers, selection.names)
+        ws = self.twin.sample_ws(cfg.batch, self.rng, cfg.mixing, cfg.truncation)
+        noise = self.twin.make_noise(cfg.batch, self.rng) if cfg.noise_mode == "random" else None
+        frozen_img = self.twin.forward_frozen(ws, noise)
+        train_img = self.twin.forward_trainable(ws, noise)
+        terms = self.objective.losses(frozen_img, train_img, self.weights)
+        loss = sum(self.weights[name] * value for name, value in terms.items())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.twin.trainable.requires_grad_(False)
+        self.iteration += 1
+        record: dict[str, Any] = {
+            "iter": self.iteration,
+            "loss": float(loss.detach()),
+            **{f"loss_{name}": float(value.detach()) for name, value in terms.items()},
+            "layers": list(selection.names),
+            "w_indices": list(selection.w_indices),
+            "time_s": round(time.perf_counter() - t0, 5),
+            "search_s": round(search_s, 5),
+        }
+        if not math.isfinite(record["loss"]):
+            raise FloatingPointError(f"loss became {record['loss']} at iteration {self.iteration}")
+        return record
+
+    # -- outputs --------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_grid(self, name: str) -> Path:
+        """Frozen (top row) vs adapted (bottom row) for the fixed sample seeds."""
+        from ..networks.sampling import image_grid, parse_seeds, to_uint8, z_from_seeds
+
+        seeds = parse_seeds(self.cfg.sample_seeds)
+        dev = self.twin.mapping.w_avg.device
+        z = z_from_seeds(seeds, self.twin.z_dim).to(dev)
+        ws = self.twin.mapping(z, self.cfg.sample_truncation)
+        rows = []
+        for syn in (self.twin.frozen, self.twin.trainable):
+            rows.append(np.concatenate([to_uint8(syn(chunk, noise_mode="const")) for chunk in ws.split(8)]))
+        grid = image_grid(np.concatenate(rows), cols=len(seeds), pad=2)
+        return rundir.save_png(self.run_dir / rundir.SAMPLES / f"{name}.png", grid)
+
+    def save_generator(self, path: Path) -> Path:
+        from ..checkpoints import save_generator
+
+        meta = {"nada_train": self.cfg.to_dict(), "iteration": self.iteration,
+                "source_generator": str(self.prep.generator_path)}
+        return save_generator(self.twin.generator("trainable"), path, metadata=meta)
+
+    # -- the loop -------------------------------------------------------------------------
+    def _on_sigint(self, signum, frame) -> None:
+        if self._stop:  # second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self._stop = True
+        log.warning("interrupt: finishing this iteration and saving a resumable checkpoint (Ctrl-C again to abort)")
+
+    def run(self) -> RunResult:
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        result = RunResult(self.run_dir, self.iteration)
+        in_main = threading.current_thread() is threading.main_thread()
+        old_handler = signal.signal(signal.SIGINT, self._on_sigint) if in_main else None
+        bar = tqdm(total=cfg.iters, initial=self.iteration, desc="nada train", unit="it",
+                   disable=cfg.quiet, dynamic_ncols=True)
+        log_every = max(1, cfg.iters // 10)
+        t_start = time.perf_counter()
+        try:
+            while self.iteration < cfg.iters:
+                record = self.step()
+                self.metrics.append(record)
+                result.history.append(record)
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", layers=",".join(map(str, record["w_indices"])))
+                it = self.iteration
+                if cfg.quiet and (it % log_every == 0 or it == cfg.iters):
+                    log.info("iter %d/%d loss %.4f layers %s (%.2f s/it)", it, cfg.iters, record["loss"],
+                             record["w_indices"], record["time_s"])
+                if cfg.sample_every and it % cfg.sample_every == 0 and it < cfg.iters:
+                    self.sample_grid(f"iter_{it:06d}")
+                if cfg.save_every and it % cfg.save_every == 0 and it < cfg.iters:
+                    self.save_generator(self.run_dir / rundir.CHECKPOINTS / f"iter_{it:06d}.safetensors")
+                    self.save_resumable()
+                if self._stop:
+                    self.save_resumable()
+                    result.interrupted = True
+                    log.warning("interrupted at iteration %d; resume with: nada train --resume %s", it, self.run_dir)
+                    break
+        finally:
+            bar.close()
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
+        result.seconds = time.perf_counter() - t_start
+        result.iterations = self.iteration
+        if result.interrupted:
+            return result
+        self.save_resumable()
+        self.sample_grid(f"iter_{self.iteration:06d}")
+        self.sample_grid("final")
+        result.generator_path = self.save_generator(self.run_dir / rundir.GENERATOR)
+        result.rosinality_path = self._export_rosinality()
+        if cfg.uses_shapes_generator and cfg.evaluate and cfg.target is not None:
+            result.eval, result.eval_table = self._evaluate()
+        return result
+
+    def _export_rosinality(self) -> Path | None:
+        from ..checkpoints import export_rosinality
+
+        try:
+            return export_rosinality(self.twin.generator("trainable"), self.run_dir / rundir.ROSINALITY,
+                                     metadata={"iteration": self.iteration})
+        except CheckpointError as exc:
+            log.warning("no rosinality export: %s", exc)
+            return None
+
+    def _evaluate(self) -> tuple[dict[str, Any], str]:
+        from ..shapes import evaluate
+
+        metrics = evaluate.evaluate(self.twin.generator("frozen"), self.twin.generator("trainable"),
+                                    self.cfg.target, seeds=range(self.cfg.eval_seeds))
+        rundir.write_json(self.run_dir / rundir.EVAL, metrics)
+        return metrics, evaluate.format_table(metrics)
+
+
+def train(cfg: TrainConfig, objective: Objective | None = None) -> RunResult:
+    """Run NADA as ``cfg`` says (Python API of ``nada train``). ``objective`` replaces the CLIP
+    guidance built from ``cfg`` (tests, custom losses)."""
+    prep = prepare(cfg, objective)
+    run_dir = rundir.create_run_dir(prep.cfg)
+    trainer = Trainer(prep, run_dir)
+    if prep.state is not None:
+        trainer.load_state_dict(prep.state)
+        log.info("resuming %s at iteration %d", run_dir, trainer.iteration)
+    return trainer.run()

@@ -1,0 +1,131 @@
+"""``nada train``: adapt a generator to a text (or style-image) target; see ``nada.adapt``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+log = logging.getLogger(__name__)
+
+_FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+def _k(text: str) -> int | str:
+    return int(text) if text.strip().isdigit() else text
+
+
+def register(sub, name: str) -> None:
+    from ..adapt.config import PRESETS
+
+    p = sub.add_parser(
+        name,
+        help="adapt a generator to a text or style-image target (StyleGAN-NADA)",
+        formatter_class=_FORMATTER,
+        description=(
+            "Adapt a StyleGAN2 generator with CLIP guidance. With no --generator and no --clip it adapts "
+            "the embedded shapes world (offline) and ends with the `nada eval` table.\n"
+            "Defaults marked 'official' follow the StyleGAN-NADA code (ZSSGAN train options / notebook); "
+            "'shapes' marks values measured best on the shapes world; a --preset replaces defaults, "
+            "explicit options win over the preset."
+        ),
+    )
+    a = p.add_argument
+    a("--source", default="photo", help="source-domain text (default: photo, as the official examples)")
+    a("--target", default=None, help="target-domain text, e.g. sketch (this or --style-images is required)")
+    a("--style-images", default=None, metavar="DIR", help="folder of target-style images instead of --target")
+    a("--generator", default="shapes",
+      help="frozen source generator: .pt/.pkl/.safetensors path, known name, URL or 'shapes' (default: shapes)")
+    a("--train-generator", default=None, metavar="PATH",
+      help="initial weights of the trainable twin (default: a copy of --generator, as the official code)")
+    a("--clip", action="append", default=None, metavar="SPEC",
+      help="CLIP model spec, repeatable (default: 'shapes' for the shapes world, else ViT-B-32:openai and "
+           "ViT-B-16:openai as the official code)")
+    a("--clip-weights", type=float, nargs="+", default=None, metavar="W",
+      help="one weight per --clip (default: all 1, official)")
+    a("--preset", default="default", choices=list(PRESETS),
+      help="named option set: default (shapes-tuned), paper (official train.py: k=1), notebook (no layer "
+           "search, all conv layers), improve-shape (notebook: k=int(2·num_ws/3), mixing 0.9)")
+    a("--iters", type=int, default=None, help="training iterations (default: 300; with --resume: the run's)")
+    a("--batch", type=int, default=2, help="latents per iteration (default: 2, official)")
+    a("--lr", type=float, default=0.002,
+      help="base learning rate (default: 0.002, official); Adam runs at lr·4/5 with betas (0, 0.99^(4/5)) "
+           "as the official StyleGAN2 generator optimiser")
+    a("--mixing", type=float, default=None, help="style-mixing probability (default: 0, official)")
+    a("--truncation", type=float, default=1.0, help="truncation psi of training latents (default: 1, official)")
+    a("--noise-mode", choices=["random", "const"], default="random",
+      help="random: one noise draw per step shared by both twins (default); const: stored noise")
+    a("--layers", default=None,
+      help="train these layers: names, globs or presets, e.g. b4.conv1,b8.* or texture/shape/all "
+           "(default: every conv layer; turns the layer search off unless --auto-layer-iters is given, "
+           "then the search picks among them)")
+    a("--auto-layer-k", type=_k, default=None,
+      help="style indices unfrozen per step: N, a fraction of num_ws like 2/3, or all "
+           "(default: 2, shapes; the official default is 1)")
+    a("--auto-layer-iters", type=int, default=None,
+      help="W+ optimisation steps of the layer search, 0 = off (default: 1, official; 0 with --layers)")
+    a("--auto-layer-batch", type=int, default=None, help="latents in the layer search (default: 8, official)")
+    a("--lambda-direction", type=float, default=1.0, help="directional CLIP loss weight (default: 1, official)")
+    a("--lambda-global", type=float, default=0.0, help="global CLIP loss weight (default: 0, official)")
+    a("--lambda-norm", type=float, default=0.0, help="CLIP embedding-norm loss weight (default: 0)")
+    a("--lambda-manifold", type=float, default=0.0, help="manifold angle loss weight (default: 0, official)")
+    a("--lambda-patch", type=float, default=0.0, help="patch directional loss weight (default: 0, official)")
+    a("--out", default="runs/nada", help="run directory (default: runs/nada)")
+    a("--overwrite", action="store_true", help="replace an existing run directory")
+    a("--resume", default=None, metavar="RUN_DIR",
+      help="continue a run where it stopped (its config.json is used; --iters may extend it)")
+    a("--sample-every", type=int, default=100, help="frozen-vs-adapted grid every N iterations (default: 100)")
+    a("--sample-seeds", default="0-7", help="seeds of the sample grids (default: 0-7)")
+    a("--sample-truncation", type=float, default=0.7, help="truncation psi of sample grids (default: 0.7, official)")
+    a("--save-every", type=int, default=100, help="checkpoint every N iterations (default: 100)")
+    a("--no-eval", action="store_true", help="skip the shapes-world evaluation at the end")
+    a("--eval-seeds", type=int, default=256, help="seeds of the final shapes evaluation (default: 256)")
+    a("--seed", type=int, default=0, help="seed of every random draw (default: 0)")
+    a("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    a("--quiet", action="store_true", help="no progress bar, log lines only")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace):
+    """argparse namespace → TrainConfig (the only place that knows both)."""
+    from ..adapt import TrainConfig
+    from ..adapt.rundir import load_run_config
+
+    if args.resume:
+        saved = load_run_config(args.resume)
+        return saved.replace(
+            out=args.resume, resume=True, overwrite=False, quiet=args.quiet, device=args.device,
+            iters=args.iters if args.iters is not None else saved.iters,
+        )
+    kw = dict(
+        out=args.out, overwrite=args.overwrite, generator=args.generator, train_generator=args.train_generator,
+        clip=tuple(args.clip or ()), clip_weights=tuple(args.clip_weights or ()), source=args.source,
+        target=args.target, style_images=args.style_images, batch=args.batch, lr=args.lr,
+        truncation=args.truncation, noise_mode=args.noise_mode, seed=args.seed, layers=args.layers,
+        lambda_direction=args.lambda_direction, lambda_global=args.lambda_global, lambda_norm=args.lambda_norm,
+        lambda_manifold=args.lambda_manifold, lambda_patch=args.lambda_patch, sample_every=args.sample_every,
+        sample_seeds=args.sample_seeds, sample_truncation=args.sample_truncation, save_every=args.save_every,
+        evaluate=not args.no_eval, eval_seeds=args.eval_seeds, device=args.device, quiet=args.quiet,
+    )
+    optional = dict(iters=args.iters, mixing=args.mixing, auto_layer_k=args.auto_layer_k,
+                    auto_layer_iters=args.auto_layer_iters, auto_layer_batch=args.auto_layer_batch)
+    kw.update({k: v for k, v in optional.items() if v is not None})
+    return TrainConfig.from_preset(args.preset, **kw)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..adapt import train
+
+    cfg = config_from_args(args)
+    result = train(cfg)
+    if result.interrupted:
+        print(f"interrupted at iteration {result.iterations}; resume with: nada train --resume {result.run_dir}")
+        return 130
+    per_it = result.seconds / max(1, len(result.history))
+    print(f"trained {result.iterations} iterations in {result.seconds:.1f} s ({per_it:.3f} s/it); "
+          f"run directory {result.run_dir}")
+    print(f"adapted generator: {result.generator_path}")
+    if result.rosinality_path:
+        print(f"rosinality export: {result.rosinality_path}")
+    if result.eval_table:
+        print(result.eval_table)
+    return 0

@@ -1,0 +1,259 @@
+"""nada.adapt: config validation, twin generator, adaptive layer selection, the training loop's
+invariants (frozen twin and mapping never change, only chosen layers learn), bit-for-bit resume.
+
+A tiny random generator and a stand-in CLIP (fixed random projection of pooled pixels, same
+ClipEncoder contract) keep these fast; the real CLIP path is in tests/test_train_cli.py."""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nada.adapt import TrainConfig, TwinGenerator, resolve_k, select_layers, train
+from nada.adapt.layers import candidate_indices, names_for_indices, set_trainable
+from nada.adapt.objective import ClipObjective
+from nada.checkpoints import load_generator, save_generator
+from nada.errors import ConfigError
+from nada.networks import Generator, GeneratorConfig
+
+
+def tiny_cfg() -> GeneratorConfig:
+    return GeneratorConfig(img_resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16)
+
+
+class StandInEncoder:
+    """A fixed random 'CLIP': features = pooled pixels @ W; texts hash to fixed vectors."""
+
+    def __init__(self, dim: int = 24, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.proj = torch.randn(3 * 4 * 4, dim, generator=g)
+        self.dim = dim
+
+    def encode_image(self, img: torch.Tensor) -> torch.Tensor:
+        x = F.adaptive_avg_pool2d(img.float(), 4).flatten(1)
+        return torch.tanh(x @ self.proj) * 3
+
+    def encode_text(self, texts):
+        out = []
+        for t in texts:
+            g = torch.Generator().manual_seed(zlib.crc32(t.encode()))
+            out.append(F.normalize(torch.randn(self.dim, generator=g), dim=-1))
+        return torch.stack(out)
+
+    def unknown_words(self, text):
+        return []
+
+
+def objective(target="sketch"):
+    return ClipObjective([StandInEncoder(seed=0), StandInEncoder(seed=1)], [1.0, 0.5], "photo", target)
+
+
+@pytest.fixture(scope="module")
+def gen_path(tmp_path_factory):
+    torch.manual_seed(0)
+    G = Generator(tiny_cfg()).eval()
+    path = tmp_path_factory.mktemp("gen") / "tiny.safetensors"
+    save_generator(G, path)
+    return path
+
+
+def run_cfg(gen_path, out, **kw):
+    base = dict(out=str(out), generator=str(gen_path), clip=("standin",), target="sketch", iters=3,
+                sample_every=2, save_every=2, sample_seeds="0-3", quiet=True, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# --- config ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw, words", [
+    (dict(iters=0), "iters"),
+    (dict(iters=-3), "iters"),
+    (dict(batch=0), "batch"),
+    (dict(target=None), "--target"),
+    (dict(style_images="x"), "exactly one"),
+    (dict(clip=("a", "b"), clip_weights=(1.0,)), "clip weights"),
+    (dict(auto_layer_k="zero"), "auto-layer-k"),
+    (dict(auto_layer_k=0), "auto-layer-k"),
+    (dict(mixing=1.5), "mixing"),
+    (dict(lambda_direction=0.0), "loss weights"),
+    (dict(preset="nope"), "preset"),
+])
+def test_config_rejects_bad_values(kw, words):
+    base = dict(target="sketch")
+    base.update(kw)
+    with pytest.raises(ConfigError) as exc:
+        TrainConfig(**base)
+    assert words in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_config_defaults_and_presets():
+    cfg = TrainConfig(target="sketch")
+    assert cfg.clip == ("shapes",) and cfg.clip_weights == (1.0,)
+    assert cfg.batch == 2 and cfg.mixing == 0 and cfg.sample_truncation == 0.7
+    assert cfg.adam_lr == pytest.approx(0.0016) and cfg.adam_betas == (0.0, pytest.approx(0.99**0.8))
+    assert cfg.auto_layer_iters == 1
+    real = TrainConfig(target="sketch", generator="ffhq-1024")
+    assert real.clip == ("ViT-B-32:openai", "ViT-B-16:openai")
+    assert TrainConfig(target="sketch", layers="b8.*").auto_layer_iters == 0  # manual set: no search
+    shape = TrainConfig.from_preset("improve-shape", target="sketch")
+    assert shape.mixing == 0.9 and shape.auto_layer_k == "2/3" and shape.preset == "improve-shape"
+    assert TrainConfig.from_preset("improve-shape", target="x", mixing=0.1).mixing == 0.1  # explicit wins
+    assert TrainConfig.from_dict(json.loads(cfg.to_json())) == cfg
+
+
+def test_resolve_k_follows_notebook_rule():
+    assert resolve_k("2/3", 17, 18) == 12      # int(2·18/3) at 1024px
+    assert resolve_k("2/3", 9, 10) == 6        # int(2·10/3) at 64px
+    assert resolve_k("all", 9, 10) == 9
+    assert resolve_k(50, 9, 10) == 9           # capped at the candidates
+
+
+# --- twin and layer selection ---------------------------------------------------------------
+
+def test_twin_shares_mapping_and_copies_synthesis():
+    torch.manual_seed(0)
+    G = Generator(tiny_cfg())
+    twin = TwinGenerator(G)
+    assert twin.mapping is G.mapping and twin.frozen is G.synthesis and twin.trainable is not G.synthesis
+    assert all(torch.equal(a, b) for a, b in zip(twin.frozen.state_dict().values(), twin.trainable.state_dict().values()))
+    assert not any(p.requires_grad for p in twin.parameters())
+    view = twin.generator("trainable")
+    assert view.mapping is twin.mapping and view.synthesis is twin.trainable
+
+
+def test_select_layers_picks_k_and_computes_no_weight_grads():
+    torch.manual_seed(0)
+    twin = TwinGenerator(Generator(tiny_cfg()))
+    layers = twin.layers()
+    obj = objective()
+    gen = torch.Generator().manual_seed(1)
+    ws = twin.sample_ws(4, gen)
+    cands = candidate_indices(layers)
+    assert cands == list(range(twin.num_ws - 1))  # the last index feeds only the final ToRGB
+    for k in (1, 3, len(cands)):
+        idx, scores = select_layers(twin.trainable, ws, obj.global_loss, k, iters=2, candidates=cands)
+        assert len(idx) == k and set(idx) <= set(cands)
+        # independent formulation of the ranking: the k largest scores among the candidates
+        ranked = sorted(cands, key=lambda i: -float(scores[i]))[:k]
+        assert sorted(ranked) == idx
+    assert all(p.grad is None for p in twin.trainable.parameters())
+    assert not any(p.requires_grad for p in twin.trainable.parameters())
+    # the weight-gradient variant costs more but picks the same indices
+    idx_w, scores_w = select_layers(twin.trainable, ws, obj.global_loss, 2, iters=2, candidates=cands, weight_grads=True)
+    idx_n, scores_n = select_layers(twin.trainable, ws, obj.global_loss, 2, iters=2, candidates=cands)
+    assert idx_w == idx_n and torch.allclose(scores_w, scores_n)
+    names = names_for_indices(layers, idx_n)
+    assert names and not any(n.endswith("torgb") for n in names)
+    assert {r.w_index for r in layers if r.name in names} == set(idx_n)
+
+
+def test_only_selected_layers_receive_gradients():
+    torch.manual_seed(0)
+    twin = TwinGenerator(Generator(tiny_cfg()))
+    layers = twin.layers()
+    names = names_for_indices(layers, [2])
+    params = set_trainable(twin.trainable, layers, names)
+    gen = torch.Generator().manual_seed(0)
+    ws = twin.sample_ws(2, gen)
+    loss = objective().losses(twin.forward_frozen(ws), twin.forward_trainable(ws), {"direction": 1.0})["direction"]
+    loss.backward()
+    with_grad = {n for n, p in twin.trainable.named_parameters() if p.grad is not None}
+    expected = {f"{ref.name}.{pn}" for ref in layers if ref.name in names for pn, _ in ref.module.named_parameters()}
+    assert with_grad == expected and len(params) == len(expected)
+    assert all(p.grad is None for p in twin.frozen.parameters()) and all(p.grad is None for p in twin.mapping.parameters())
+
+
+# --- training runs --------------------------------------------------------------------------
+
+def test_training_changes_only_chosen_layers_and_writes_run_dir(gen_path, tmp_path):
+    cfg = run_cfg(gen_path, tmp_path / "run", auto_layer_k=2, auto_layer_batch=2)
+    result = train(cfg, objective())
+    out = tmp_path / "run"
+    assert result.iterations == 3 and not result.interrupted
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in records] == [1, 2, 3]
+    assert all(len(r["w_indices"]) == 2 and r["layers"] for r in records)
+    assert json.loads((out / "config.json").read_text())["auto_layer_k"] == 2
+    assert {p.name for p in (out / "samples").iterdir()} == {"iter_000002.png", "iter_000003.png", "final.png"}
+    assert (out / "checkpoints" / "iter_000002.safetensors").is_file()
+    assert (out / "checkpoints" / "resume.pt").is_file()
+    source = load_generator(gen_path).generator
+    adapted = load_generator(out / "generator.safetensors").generator
+    ros = load_generator(out / "generator_rosinality.pt").generator
+    src, ada = source.state_dict(), adapted.state_dict()
+    # mapping (shared, frozen) never changes; only layers some step chose differ from the source
+    chosen = {n for r in records for n in r["layers"]}
+    for key in src:
+        changed = not torch.equal(src[key], ada[key])
+        layer = ".".join(key.split(".")[1:3])
+        if key.startswith("mapping.") or layer not in chosen:
+            assert not changed, key
+    assert any(not torch.equal(src[k], ada[k]) for k in src)
+    assert all(torch.equal(ada[k], v) for k, v in ros.state_dict().items())
+
+
+def test_frozen_twin_never_changes(gen_path, tmp_path):
+    from nada.adapt.trainer import Trainer, prepare
+    from nada.adapt import rundir
+
+    cfg = run_cfg(gen_path, tmp_path / "run", auto_layer_iters=0, iters=2, sample_every=0, save_every=0)
+    prep = prepare(cfg, objective())
+    before_frozen = {k: v.clone() for k, v in prep.twin.frozen.state_dict().items()}
+    before_map = {k: v.clone() for k, v in prep.twin.mapping.state_dict().items()}
+    Trainer(prep, rundir.create_run_dir(prep.cfg)).run()
+    assert all(torch.equal(before_frozen[k], v) for k, v in prep.twin.frozen.state_dict().items())
+    assert all(torch.equal(before_map[k], v) for k, v in prep.twin.mapping.state_dict().items())
+    assert any(not torch.equal(before_frozen[k], v) for k, v in prep.twin.trainable.state_dict().items())
+
+
+def test_resume_equals_uninterrupted(gen_path, tmp_path):
+    kw = dict(iters=4, mixing=0.5, auto_layer_k=2, auto_layer_batch=2, sample_every=0, save_every=0)
+    full = train(run_cfg(gen_path, tmp_path / "full", **kw), objective())
+    part = train(run_cfg(gen_path, tmp_path / "part", **{**kw, "iters": 2}), objective())
+    assert part.iterations == 2
+    resumed = train(run_cfg(gen_path, tmp_path / "part", resume=True, iters=4), objective())
+    assert resumed.iterations == 4
+    a = load_generator(full.generator_path).generator.state_dict()
+    b = load_generator(resumed.generator_path).generator.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    la = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    lb = [json.loads(x) for x in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    strip = lambda rs: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in rs]  # noqa: E731
+    assert strip(la) == strip(lb)
+
+
+def test_run_dir_rules(gen_path, tmp_path):
+    out = tmp_path / "run"
+    train(run_cfg(gen_path, out, iters=1), objective())
+    with pytest.raises(ConfigError, match="already exists"):
+        train(run_cfg(gen_path, out, iters=1), objective())
+    train(run_cfg(gen_path, out, iters=1, overwrite=True), objective())
+    other = tmp_path / "precious"
+    other.mkdir()
+    (other / "thesis.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="not a nada run"):
+        train(run_cfg(gen_path, other, iters=1, overwrite=True), objective())
+    assert (other / "thesis.txt").read_text() == "keep me"
+    with pytest.raises(ConfigError, match="not a nada run directory"):
+        train(run_cfg(gen_path, tmp_path / "fresh", resume=True), objective())
+
+
+def test_errors_before_any_work(gen_path, tmp_path):
+    out = tmp_path / "never"
+    from nada.errors import CheckpointError, DataError
+
+    with pytest.raises(CheckpointError):
+        train(run_cfg(gen_path, out, generator=str(tmp_path / "missing.pt")), objective())
+    with pytest.raises(ConfigError, match="unknown layer"):
+        train(run_cfg(gen_path, out, layers="b999.conv0"), objective())
+    empty = tmp_path / "styles"
+    empty.mkdir()
+    with pytest.raises(DataError, match="no images"):
+        train(run_cfg(gen_path, out, target=None, style_images=str(empty)), objective())
+    assert not out.exists()
