@@ -257,3 +257,32 @@ def test_errors_before_any_work(gen_path, tmp_path):
     with pytest.raises(DataError, match="no images"):
         train(run_cfg(gen_path, out, target=None, style_images=str(empty)), objective())
     assert not out.exists()
+
+
+def test_style_images_direction_and_bad_file(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from nada.adapt.objective import load_style_images
+    from nada.errors import DataError
+
+    folder = tmp_path / "styles"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(folder / "a.png")
+    Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(folder / "b.jpg")
+    style = load_style_images(str(folder))
+    assert style.shape == (2, 3, 20, 20) and style.min() >= -1 and style.max() <= 1
+    enc = StandInEncoder()
+    source = torch.zeros(3, 3, 16, 16)
+    obj = ClipObjective.from_style_images([enc], [1.0], "photo", style, source)
+    # independent formulation: normalised mean style embedding minus normalised mean source embedding
+    e_style = F.normalize(enc.encode_image(style), dim=-1).mean(0)
+    e_src = F.normalize(enc.encode_image(source), dim=-1).mean(0)
+    assert torch.allclose(obj.direction[0], F.normalize(e_style - e_src, dim=-1), atol=1e-6)
+    # moving the images along the direction lowers the loss; identical images give 1 (cosine 0), no NaN
+    same = obj.losses(source[:2], source[:2], {"direction": 1.0})["direction"]
+    assert torch.isfinite(same) and float(same) == pytest.approx(1.0)
+    (folder / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="broken.png"):
+        load_style_images(str(folder))

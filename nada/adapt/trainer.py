@@ -100,6 +100,10 @@ def prepare(cfg: TrainConfig, objective: Objective | None = None) -> Prepared:
     device = resolve_device(cfg.device)
     if cfg.style_images is not None:
         check_style_dir(cfg.style_images)
+    if cfg.uses_shapes_generator and cfg.evaluate and cfg.target is not None:
+        from ..shapes.evaluate import parse_target
+
+        parse_target(cfg.target)  # the final evaluation must know the target style or colour
     gen_path = resolve_generator(None if cfg.uses_shapes_generator else cfg.generator)
     G = load_generator(gen_path, device=device).generator
     train_syn = None
@@ -113,7 +117,7 @@ def prepare(cfg: TrainConfig, objective: Objective | None = None) -> Prepared:
     if objective is None:
         from .objective import ClipObjective
 
-        objective = ClipObjective.from_config(cfg, device)
+        objective = ClipObjective.from_config(cfg, device, twin)
     state = None
     if cfg.resume:
         state = rundir.load_state(Path(cfg.out))
@@ -304,8 +308,11 @@ class Trainer:
     def _evaluate(self) -> tuple[dict[str, Any], str]:
         from ..shapes import evaluate
 
+        encoders = getattr(self.objective, "encoders", None)
         metrics = evaluate.evaluate(self.twin.generator("frozen"), self.twin.generator("trainable"),
-                                    self.cfg.target, seeds=range(self.cfg.eval_seeds))
+                                    self.cfg.target, seeds=range(self.cfg.eval_seeds),
+                                    clip=encoders[0] if encoders else None,
+                                    source_text=self.cfg.source, target_text=self.cfg.target)
         rundir.write_json(self.run_dir / rundir.EVAL, metrics)
         return metrics, evaluate.format_table(metrics)
 
