@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -107,3 +109,25 @@ def test_to_tensor_round_trip():
     np.testing.assert_array_equal(to_uint8(t), imgs)
     with pytest.raises(ConfigError):
         to_tensor(np.zeros((2, 64, 64), np.uint8))
+
+
+def test_factors_from_z_documented_map():
+    from nada.shapes.generator_factors import TEXTURE_SEEDS, factors_from_z, texture_seeds
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(600, 128, generator=g)
+    fs = factors_from_z(z)
+    assert {f.shape for f in fs} == set(SHAPES) and {f.colour for f in fs} == set(range(6))
+    assert all(f.style == "photo" for f in fs)
+    assert set(texture_seeds(z)) == set(range(TEXTURE_SEEDS))
+    # the documented formulas, recomputed independently for one row
+    r = z[7].double()
+    phi = lambda v: 0.5 * (1 + math.erf(float(v) / math.sqrt(2)))  # noqa: E731
+    assert fs[7].hue == pytest.approx(math.degrees(math.atan2(r[1], r[0])) % 360)
+    assert fs[7].cx == pytest.approx(22 + 20 * phi(r[2])) and fs[7].size == pytest.approx(10 + 10 * phi(r[4]))
+    assert fs[7].shape == SHAPES[int(r[7:12].argmax())]
+    # smooth: a small step in z moves the continuous factors a little
+    near = factors_from_z(z[:50] + 1e-3)
+    assert max(abs(a.cx - b.cx) + abs(a.size - b.size) for a, b in zip(fs[:50], near)) < 0.1
+    with pytest.raises(ConfigError):
+        factors_from_z(torch.zeros(2, 8))
