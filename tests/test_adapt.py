@@ -212,8 +212,10 @@ def test_frozen_twin_never_changes(gen_path, tmp_path):
     assert any(not torch.equal(before_frozen[k], v) for k, v in prep.twin.trainable.state_dict().items())
 
 
-def test_resume_equals_uninterrupted(gen_path, tmp_path):
-    kw = dict(iters=4, mixing=0.5, auto_layer_k=2, auto_layer_batch=2, sample_every=0, save_every=0)
+@pytest.mark.parametrize("every", [1, 3])  # 3: the layer choice made before the stop is reused after it
+def test_resume_equals_uninterrupted(gen_path, tmp_path, every):
+    kw = dict(iters=4, mixing=0.5, auto_layer_k=2, auto_layer_batch=2, sample_every=0, save_every=0,
+              auto_layer_every=every)
     full = train(run_cfg(gen_path, tmp_path / "full", **kw), objective())
     part = train(run_cfg(gen_path, tmp_path / "part", **{**kw, "iters": 2}), objective())
     assert part.iterations == 2

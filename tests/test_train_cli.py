@@ -130,3 +130,30 @@ def test_sigint_leaves_resumable_checkpoint(tmp_path, gen_path):
     assert f"RESULT {done + 1} False" in proc.stdout
     iters = [json.loads(x)["iter"] for x in metrics.read_text().splitlines()]
     assert iters == list(range(1, done + 2))
+
+
+@pytest.mark.slow
+def test_full_size_formats_through_cli(tmp_path):
+    """A random-weight 256² config-f generator in rosinality format + a random-weight open_clip
+    ViT-B-32 (weights file) train for 2 iterations through the CLI."""
+    pytest.importorskip("nada.guidance")
+    open_clip = pytest.importorskip("open_clip")
+    from nada.checkpoints import export_rosinality, load_generator
+
+    torch.manual_seed(0)
+    gen = tmp_path / "g256.pt"
+    export_rosinality(Generator(GeneratorConfig.preset("256")), gen)
+    clip_w = tmp_path / "vitb32_random.pt"
+    torch.save(open_clip.create_model("ViT-B-32", pretrained=None).state_dict(), clip_w)
+    out = tmp_path / "run"
+    rc = main(["train", "--generator", str(gen), "--clip", f"ViT-B-32:{clip_w}", "--target", "sketch",
+               "--iters", "2", "--auto-layer-batch", "2", "--sample-seeds", "0-1", "--out", str(out),
+               "--quiet", "--device", "cpu"])
+    assert rc == 0
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in records] == [1, 2]
+    adapted = load_generator(out / "generator_rosinality.pt").generator
+    assert adapted.img_resolution == 256
+    source = load_generator(gen).generator.state_dict()
+    changed = {k for k, v in adapted.state_dict().items() if not torch.equal(v, source[k])}
+    assert changed and not any(k.startswith("mapping.") for k in changed)

@@ -68,6 +68,7 @@ class TrainConfig:
     auto_layer_k: int | str = 2              # style indices unfrozen per step: int, 'N/M' of num_ws, or 'all'
     auto_layer_batch: int = 8                # latents in the layer search (official 8)
     auto_layer_lr: float = 0.01              # SGD lr of the W+ search (official)
+    auto_layer_every: int = 1                # search every N iterations, reuse the choice between (official 1)
     # --- losses (weights) ----------------------------------------------------------------
     lambda_direction: float = 1.0            # directional CLIP loss (official 1)
     lambda_global: float = 0.0               # global CLIP loss (official 0)
@@ -108,7 +109,7 @@ class TrainConfig:
             raise ConfigError("--target is empty", "describe the target domain, e.g. --target sketch")
         if not self.source.strip():
             raise ConfigError("--source is empty", "describe the source domain, e.g. --source photo")
-        for key in ("iters", "batch", "auto_layer_batch", "style_image_samples", "eval_seeds"):
+        for key in ("iters", "batch", "auto_layer_batch", "auto_layer_every", "style_image_samples", "eval_seeds"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{key.replace('_', '-')}={value!r} must be a positive integer")

@@ -149,6 +149,7 @@ class Trainer:
         self.opt = torch.optim.Adam(self.params, lr=cfg.adam_lr, betas=cfg.adam_betas)
         self.metrics = rundir.MetricsLog(run_dir / rundir.METRICS)
         self.iteration = 0
+        self.selection: LayerSelection | None = None  # last search result (reused auto_layer_every steps)
         self._stop = False
 
     # -- state ----------------------------------------------------------------------------
@@ -158,6 +159,9 @@ class Trainer:
             "trainable": {k: v.detach().cpu().clone() for k, v in self.twin.trainable.state_dict().items()},
             "optimizer": self.opt.state_dict(),
             "rng": rundir.rng_state(self.rng),
+            "selection": None if self.selection is None else {
+                "w_indices": list(self.selection.w_indices), "names": list(self.selection.names),
+                "scores": list(self.selection.scores)},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -165,6 +169,9 @@ class Trainer:
         self.opt.load_state_dict(state["optimizer"])
         rundir.set_rng_state(self.rng, state["rng"])
         self.iteration = int(state["iteration"])
+        sel = state.get("selection")
+        self.selection = None if sel is None else LayerSelection(
+            tuple(sel["w_indices"]), tuple(sel["names"]), tuple(sel["scores"]))
         self.metrics.truncate_after(self.iteration)
 
     def save_resumable(self) -> Path:
@@ -177,6 +184,8 @@ class Trainer:
         if cfg.auto_layer_iters <= 0:
             return LayerSelection(tuple(sorted({r.w_index for r in self.layers if r.name in self.allowed})),
                                   tuple(self.allowed)), 0.0
+        if self.selection is not None and self.iteration % cfg.auto_layer_every != 0:
+            return self.selection, 0.0
         t0 = time.perf_counter()
         ws = self.twin.sample_ws(cfg.auto_layer_batch, self.rng, 0.0, cfg.truncation)
         noise = self.twin.make_noise(cfg.auto_layer_batch, self.rng) if cfg.noise_mode == "random" else None
@@ -185,7 +194,8 @@ class Trainer:
             iters=cfg.auto_layer_iters, lr=cfg.auto_layer_lr, candidates=self.candidates, noise=noise,
         )
         names = names_for_indices(self.layers, idx, self.allowed)
-        return LayerSelection(tuple(idx), tuple(names), tuple(float(s) for s in scores)), time.perf_counter() - t0
+        self.selection = LayerSelection(tuple(idx), tuple(names), tuple(float(s) for s in scores))
+        return self.selection, time.perf_counter() - t0
 
     def step(self) -> dict[str, Any]:
         cfg = self.cfg

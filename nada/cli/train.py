@@ -64,6 +64,8 @@ def register(sub, name: str) -> None:
     a("--auto-layer-iters", type=int, default=None,
       help="W+ optimisation steps of the layer search, 0 = off (default: 1, official; 0 with --layers)")
     a("--auto-layer-batch", type=int, default=None, help="latents in the layer search (default: 8, official)")
+    a("--auto-layer-every", type=int, default=None,
+      help="run the layer search every N iterations and reuse its choice in between (default: 1, official)")
     a("--lambda-direction", type=float, default=1.0, help="directional CLIP loss weight (default: 1, official)")
     a("--lambda-global", type=float, default=0.0, help="global CLIP loss weight (default: 0, official)")
     a("--lambda-norm", type=float, default=0.0, help="CLIP embedding-norm loss weight (default: 0)")
@@ -107,7 +109,8 @@ def config_from_args(args: argparse.Namespace):
         evaluate=not args.no_eval, eval_seeds=args.eval_seeds, device=args.device, quiet=args.quiet,
     )
     optional = dict(iters=args.iters, mixing=args.mixing, auto_layer_k=args.auto_layer_k,
-                    auto_layer_iters=args.auto_layer_iters, auto_layer_batch=args.auto_layer_batch)
+                    auto_layer_iters=args.auto_layer_iters, auto_layer_batch=args.auto_layer_batch,
+                    auto_layer_every=args.auto_layer_every)
     kw.update({k: v for k, v in optional.items() if v is not None})
     return TrainConfig.from_preset(args.preset, **kw)
 
