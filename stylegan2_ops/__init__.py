@@ -1,0 +1,41 @@
+"""StyleGAN2's custom ops: ``bias_act`` and ``upfirdn2d`` (+ resampling helpers).
+
+Each op has an exact pure-PyTorch reference path (any device and dtype, differentiable to
+second order) and CUDA kernels from ``csrc/`` that are compiled on first use with a CUDA
+tensor, never at import. Choose with ``impl=`` or ``NADA_OPS=auto|cuda|ref``.
+"""
+
+from .bias_act import ACTIVATIONS, bias_act
+from .upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
+
+
+def status_report(run_selfcheck: bool = False) -> list[tuple[str, str]]:
+    """Lines for ``nada info``: mode, CUDA build state and self-check results."""
+    from . import _dispatch, _plugin
+
+    rows = [("ops mode (NADA_OPS)", _dispatch.mode())]
+    rows.append(("CUDA ops", _plugin.build_state()))
+    if run_selfcheck:
+        import torch
+
+        if torch.cuda.is_available() and _plugin.get_plugin(strict=False) is not None:
+            for i in range(torch.cuda.device_count()):
+                if i not in _dispatch.selfcheck_results:
+                    _dispatch._run_selfcheck(torch.device("cuda", i))
+    for index, (ok, detail) in sorted(_dispatch.selfcheck_results.items()):
+        rows.append((f"CUDA self-check cuda:{index}", ("passed" if ok else "FAILED") + f" ({detail})"))
+    if not _dispatch.selfcheck_results:
+        rows.append(("CUDA self-check", "not run (runs on first use with a CUDA tensor; nada info --selfcheck)"))
+    return rows
+
+
+__all__ = [
+    "ACTIVATIONS",
+    "bias_act",
+    "downsample2d",
+    "filter2d",
+    "setup_filter",
+    "status_report",
+    "upfirdn2d",
+    "upsample2d",
+]

@@ -1,0 +1,201 @@
+"""Building the CUDA kernels on first use, once per machine.
+
+The extension is compiled with ``torch.utils.cpp_extension.load`` (ninja) into a cache folder
+named by a hash of the sources, the torch/CUDA versions and the target GPU architectures, so a
+change to any of them builds anew and nothing stale is ever loaded. The build runs in a
+temporary folder and is moved into place atomically; a file lock keeps two processes from
+building at once. The outcome (module or error) is recorded once per process and never retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+EXT_NAME = "nada_stylegan2_ops"
+CSRC = Path(__file__).resolve().parent / "csrc"
+SOURCES = ("ops.cpp", "bias_act.cu", "upfirdn2d.cu")
+
+
+class PluginBuildError(RuntimeError):
+    """The CUDA extension could not be built or loaded."""
+
+
+_state: dict = {"tried": False, "module": None, "error": None, "path": None}
+
+
+def _arch_list() -> str:
+    env = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    if env:
+        return env
+    if torch.cuda.is_available():
+        caps = sorted({torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
+        return ";".join(f"{a}.{b}" for a, b in caps)
+    return "default"
+
+
+def cache_root() -> Path:
+    """``$TORCH_EXTENSIONS_DIR`` if set, else a per-user folder under ``~/.cache/nada``."""
+    env = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "nada" / "torch_extensions"
+
+
+def build_key() -> str:
+    """Hash of everything the compiled module depends on."""
+    h = hashlib.sha256()
+    for name in SOURCES:
+        h.update(name.encode())
+        h.update((CSRC / name).read_bytes())
+    h.update(torch.__version__.encode())
+    h.update(str(torch.version.cuda).encode())
+    h.update(_arch_list().encode())
+    return h.hexdigest()[:16]
+
+
+def build_dir() -> Path:
+    return cache_root() / f"{EXT_NAME}_{build_key()}"
+
+
+def _find_module_file(folder: Path) -> Path | None:
+    for path in folder.glob(f"{EXT_NAME}*.so"):
+        return path
+    return None
+
+
+def _import_from(path: Path):
+    spec = importlib.util.spec_from_file_location(EXT_NAME, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _wheel_cuda_includes() -> list[str]:
+    """Headers of the CUDA libraries torch's wheels ship (e.g. cusparse.h), which a minimal
+    CUDA toolkit lacks but ATen's CUDA headers include."""
+    try:
+        import nvidia  # namespace package installed with CUDA builds of torch
+    except ImportError:
+        return []
+    found = []
+    for root in getattr(nvidia, "__path__", []):
+        for inc in sorted(Path(root).glob("*/include")):
+            found.append(str(inc))
+    return found
+
+
+def build(verbose: bool = False):
+    """Compile (or load the cached build of) the extension and return the module.
+
+    Raises :class:`PluginBuildError` with the tail of the compiler output on failure.
+    """
+    if torch.version.cuda is None:
+        raise PluginBuildError("this torch build has no CUDA support; install a CUDA build of torch")
+    if not (os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")) and Path("/usr/local/cuda/bin/nvcc").exists():
+        os.environ["CUDA_HOME"] = "/usr/local/cuda"  # before cpp_extension reads it
+    from torch.utils import cpp_extension
+
+    if cpp_extension.CUDA_HOME is None or not shutil.which("nvcc", path=os.path.join(cpp_extension.CUDA_HOME, "bin")):
+        raise PluginBuildError("nvcc was not found; install the CUDA toolkit or set CUDA_HOME")
+    final = build_dir()
+    found = _find_module_file(final)
+    if found is None:
+        with _file_lock(cache_root() / f"{EXT_NAME}.lock"):
+            found = _find_module_file(final)  # another process may have built it meanwhile
+            if found is None:
+                tmp = Path(tempfile.mkdtemp(prefix=f"{final.name}.tmp.", dir=cache_root()))
+                try:
+                    for name in SOURCES:
+                        shutil.copyfile(CSRC / name, tmp / name)
+                    env_arch = os.environ.get("TORCH_CUDA_ARCH_LIST")
+                    if env_arch is None and _arch_list() != "default":
+                        os.environ["TORCH_CUDA_ARCH_LIST"] = _arch_list()  # only the GPUs present
+                    log.info("stylegan2_ops: building CUDA kernels in %s (first use; about a minute)", tmp)
+                    try:
+                        cpp_extension.load(
+                            name=EXT_NAME,
+                            sources=[str(tmp / n) for n in SOURCES],
+                            build_directory=str(tmp),
+                            extra_cflags=["-O3"],
+                            extra_include_paths=_wheel_cuda_includes(),
+                            extra_cuda_cflags=["-O3", "--use_fast_math"],
+                            verbose=verbose,
+                        )
+                    except Exception as exc:  # compiler errors arrive as RuntimeError/OSError
+                        tail = "\n".join(str(exc).strip().splitlines()[-15:])
+                        raise PluginBuildError(f"building the CUDA kernels failed:\n{tail}") from exc
+                    finally:
+                        if env_arch is None:
+                            os.environ.pop("TORCH_CUDA_ARCH_LIST", None)
+                    if final.exists():
+                        shutil.rmtree(final)
+                    os.replace(tmp, final)
+                finally:
+                    if tmp.exists():
+                        shutil.rmtree(tmp, ignore_errors=True)
+                found = _find_module_file(final)
+    if found is None:
+        raise PluginBuildError(f"the build left no module in {final}")
+    _state["path"] = str(final)
+    return _import_from(found)
+
+
+def get_plugin(strict: bool):
+    """The compiled module, building it on the first call; ``None`` (auto) or raise (strict)
+    if it cannot be had. A failure warns once and is never retried in this process."""
+    if not _state["tried"]:
+        _state["tried"] = True
+        try:
+            _state["module"] = build()
+        except PluginBuildError as exc:
+            _state["error"] = str(exc)
+            if not strict:
+                warnings.warn(
+                    f"stylegan2_ops: {exc}\nFalling back to the reference ops (correct, slower). "
+                    "Fix: install a CUDA toolkit matching torch.version.cuda and ninja, or set "
+                    "NADA_OPS=ref to skip the build.",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+    if _state["module"] is None and strict:
+        raise PluginBuildError(_state["error"] or "the CUDA kernels are not available")
+    return _state["module"]
+
+
+def build_state() -> str:
+    """One line for ``nada info``."""
+    if _state["module"] is not None:
+        return f"built ({_state['path']})"
+    if _state["error"]:
+        return "build failed: " + _state["error"].splitlines()[0]
+    if torch.version.cuda is None:
+        return "unavailable (torch has no CUDA support)"
+    cached = _find_module_file(build_dir())
+    if cached:
+        return f"built, cached at {cached.parent} (loads on first CUDA use)"
+    return "not built yet (builds on first use with a CUDA tensor)"
