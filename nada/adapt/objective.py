@@ -71,6 +71,10 @@ class ClipObjective:
         a model doesn't know) and fix the target direction; style images need the ``twin``."""
         from ..guidance import load_clip
 
+        unsupported = [k for k in ("lambda_manifold", "lambda_patch") if getattr(cfg, k) > 0]
+        if unsupported:
+            raise ConfigError(f"{', '.join(unsupported)} > 0: these loss terms are not available in this build",
+                              "set them to 0 (directional, global and norm losses are)")
         encoders = [load_clip(spec, device) for spec in cfg.clip]
         for enc, spec in zip(encoders, cfg.clip):
             for what, text in (("--source", cfg.source), ("--target", cfg.target)):
