@@ -39,9 +39,10 @@ class ClipObjective:
                     raise ConfigError("a target text or style images are needed")
                 target_feat = [enc.encode_text([target])[0].float() for enc in self.encoders]
             self.target_feat = target_feat
+            self.source_feat = None
             if direction is None:
-                src = [enc.encode_text([source])[0].float() for enc in self.encoders]
-                direction = [F.normalize(t - s, dim=-1) for t, s in zip(self.target_feat, src)]
+                self.source_feat = [enc.encode_text([source])[0].float() for enc in self.encoders]
+                direction = [F.normalize(t - s, dim=-1) for t, s in zip(self.target_feat, self.source_feat)]
         self.direction = direction
 
     @classmethod
@@ -71,10 +72,11 @@ class ClipObjective:
         a model doesn't know) and fix the target direction; style images need the ``twin``."""
         from ..guidance import load_clip
 
-        unsupported = [k for k in ("lambda_manifold", "lambda_patch") if getattr(cfg, k) > 0]
-        if unsupported:
-            raise ConfigError(f"{', '.join(unsupported)} > 0: these loss terms are not available in this build",
-                              "set them to 0 (directional, global and norm losses are)")
+        if cfg.lambda_patch > 0:
+            raise ConfigError("--lambda-patch > 0: the patch loss is not available in this build",
+                              "set it to 0 (directional, global, norm and manifold losses are)")
+        if cfg.lambda_manifold > 0 and cfg.target is None:
+            raise ConfigError("--lambda-manifold needs a --target text", "set it to 0 with --style-images")
         encoders = [load_clip(spec, device) for spec in cfg.clip]
         for enc, spec in zip(encoders, cfg.clip):
             for what, text in (("--source", cfg.source), ("--target", cfg.target)):
@@ -101,21 +103,16 @@ class ClipObjective:
         return total
 
     def global_loss(self, img: torch.Tensor) -> torch.Tensor:
-        if self.target_feat is None:
-            raise ConfigError("the global loss needs a --target text")
+        from ..guidance.losses import global_clip_loss
 
-        def one(i, enc):
-            feat = F.normalize(enc.encode_image(img).float(), dim=-1)
-            return (1 - feat @ self.target_feat[i].to(feat.device)).mean()
-
-        return self._weighted(one)
+        return self._weighted(lambda i, enc: global_clip_loss(enc.encode_image(img), self.target_feat[i]))
 
     def losses(self, frozen_img: torch.Tensor, train_img: torch.Tensor, weights: dict[str, float]) -> dict[str, torch.Tensor]:
-        unsupported = [k for k in ("manifold", "patch") if weights.get(k, 0) > 0]
-        if unsupported:
-            raise ConfigError(f"loss terms {unsupported} are not available in this build", "set their lambdas to 0")
+        from ..guidance.losses import directional_loss, embedding_norm_loss, global_clip_loss, manifold_angle_loss
+
+        if weights.get("patch", 0) > 0:
+            raise ConfigError("the patch loss is not available in this build", "set --lambda-patch 0")
         need = {k for k, w in weights.items() if w > 0}
-        out: dict[str, torch.Tensor] = {}
         feats = []
         for enc, w in zip(self.encoders, self.weights):
             if w == 0:
@@ -128,26 +125,24 @@ class ClipObjective:
         def pick(fn):
             total = None
             for i, (pair, w) in enumerate(zip(feats, self.weights)):
-                if pair is None:
-                    continue
-                term = w * fn(i, *pair)
-                total = term if total is None else total + term
+                if pair is not None:
+                    term = w * fn(i, *pair)
+                    total = term if total is None else total + term
             return total
 
+        out: dict[str, torch.Tensor] = {}
         if "direction" in need:
-            def direction(i, f0, f1):
-                delta = f1 - f0
-                # at the first step the twins agree: a zero edit direction has cosine 0, not NaN
-                d = delta / delta.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-                return (1 - d @ self.direction[i].to(d.device)).mean()
-
-            out["direction"] = pick(direction)
+            out["direction"] = pick(lambda i, f0, f1: directional_loss(f0, f1, self.direction[i].to(f1.device)))
         if "global" in need:
-            out["global"] = pick(lambda i, f0, f1: (1 - F.normalize(f1, dim=-1) @ self.target_feat[i].to(f1.device)).mean())
+            out["global"] = pick(lambda i, f0, f1: global_clip_loss(f1, self.target_feat[i].to(f1.device)))
         if "norm" in need:
-            out["norm"] = pick(lambda i, f0, f1: F.mse_loss(f1.norm(dim=-1), f0.norm(dim=-1)))
+            out["norm"] = pick(lambda i, f0, f1: embedding_norm_loss(f0, f1))
+        if "manifold" in need:
+            if self.source_feat is None:
+                raise ConfigError("the manifold loss needs a --target text", "set --lambda-manifold 0")
+            out["manifold"] = pick(lambda i, f0, f1: manifold_angle_loss(
+                f0, f1, self.source_feat[i].to(f1.device), self.target_feat[i].to(f1.device)))
         return out
-
 
 def load_style_images(folder: str, device: torch.device | None = None) -> torch.Tensor:
     """Every image in ``folder`` as one [N, 3, S, S] tensor in [-1, 1] (S = the smallest side
