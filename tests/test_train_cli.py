@@ -157,3 +157,13 @@ def test_full_size_formats_through_cli(tmp_path):
     source = load_generator(gen).generator.state_dict()
     changed = {k for k, v in adapted.state_dict().items() if not torch.equal(v, source[k])}
     assert changed and not any(k.startswith("mapping.") for k in changed)
+
+
+def test_unknown_clip_model_is_one_line(tmp_path, gen_path, capsys):
+    pytest.importorskip("nada.guidance")
+    out = tmp_path / "run"
+    rc = main(["train", "--out", str(out), "--generator", str(gen_path), "--target", "sketch",
+               "--clip", "NoSuchModel-XYZ:openai"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "NoSuchModel-XYZ" in err
+    assert not out.exists()
