@@ -1,0 +1,142 @@
+"""The NADA losses on CLIP embeddings, and a weighted ensemble of CLIP models.
+
+Functions on features are separate from the encoders so each formula is testable with
+constructed embeddings; :class:`CLIPGuidance` applies them over several encoders with weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+EPS = 1e-8
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(EPS)
+
+
+def global_clip_loss(image_feat: torch.Tensor, target_text: torch.Tensor) -> torch.Tensor:
+    """1 − cos(image embedding, target text embedding), averaged over the batch."""
+    return (1 - _unit(image_feat) @ _unit(target_text).reshape(-1)).mean()
+
+
+def text_direction(source_text: torch.Tensor, target_text: torch.Tensor) -> torch.Tensor:
+    """normalise(target − source) of two (normalised) text features."""
+    return _unit(target_text.reshape(-1) - source_text.reshape(-1))
+
+
+def directional_loss(source_feat: torch.Tensor, edited_feat: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """1 − cos(normalise(E(edited) − E(source)), direction), averaged.
+
+    Image embeddings are normalised before the difference (as the official code does); a zero
+    image direction (identical images, e.g. at the first step) gives loss 1, not NaN."""
+    delta = _unit(edited_feat) - _unit(source_feat)
+    return (1 - _unit(delta) @ direction.reshape(-1)).mean()
+
+
+def embedding_norm_loss(source_feat: torch.Tensor, edited_feat: torch.Tensor) -> torch.Tensor:
+    """MSE between the (unnormalised) CLIP embedding norms of source and edited images."""
+    return F.mse_loss(edited_feat.norm(dim=-1), source_feat.norm(dim=-1))
+
+
+def manifold_angle_loss(
+    source_feat: torch.Tensor, edited_feat: torch.Tensor, source_text: torch.Tensor, target_text: torch.Tensor
+) -> torch.Tensor:
+    """|cos(E(source), E(edited)) − cos(T(source), T(target))|: the edit should move the image
+    as far on CLIP's sphere as the texts are apart."""
+    cos_img = (_unit(source_feat) * _unit(edited_feat)).sum(-1)
+    cos_txt = (_unit(source_text.reshape(-1)) * _unit(target_text.reshape(-1))).sum()
+    return (cos_img - cos_txt).abs().mean()
+
+
+def random_patches(
+    source: torch.Tensor, edited: torch.Tensor, num: int, frac: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``num`` square crops of side ``frac``·min(H, W) at the same places in both batches."""
+    n, _, h, w = source.shape
+    side = max(1, int(round(frac * min(h, w))))
+    gdev = generator.device if generator is not None else "cpu"
+    ys = torch.randint(0, h - side + 1, (n, num), generator=generator, device=gdev).tolist()
+    xs = torch.randint(0, w - side + 1, (n, num), generator=generator, device=gdev).tolist()
+    src, ed = [], []
+    for i in range(n):
+        for y, x in zip(ys[i], xs[i]):
+            src.append(source[i, :, y: y + side, x: x + side])
+            ed.append(edited[i, :, y: y + side, x: x + side])
+    return torch.stack(src), torch.stack(ed)
+
+
+class CLIPGuidance:
+    """Several CLIP encoders with weights; each loss is the weighted sum over encoders."""
+
+    def __init__(self, encoders: Sequence, weights: Sequence[float] | None = None):
+        self.encoders = list(encoders)
+        self.weights = [1.0] * len(self.encoders) if weights is None else [float(w) for w in weights]
+        if len(self.weights) != len(self.encoders):
+            raise ValueError(f"{len(self.encoders)} CLIP models but {len(self.weights)} weights")
+
+    def _sum(self, fn) -> torch.Tensor:
+        total = None
+        for enc, w in zip(self.encoders, self.weights):
+            if w == 0:
+                continue
+            term = w * fn(enc)
+            total = term if total is None else total + term
+        if total is None:
+            raise ValueError("all CLIP weights are zero")
+        return total
+
+    def text_direction(self, source: str, target: str) -> list[torch.Tensor]:
+        """Per-encoder text direction source → target."""
+        return [text_direction(*enc.encode_text([source, target])) for enc in self.encoders]
+
+    @torch.no_grad()
+    def image_direction(self, style_images: torch.Tensor, source_images: torch.Tensor, batch: int = 8) -> list[torch.Tensor]:
+        """Per-encoder target direction from examples: mean normalised embedding of the style
+        images − that of generated source samples (normalised)."""
+        out = []
+        for enc in self.encoders:
+            s = torch.cat([_unit(enc.encode_image(x)) for x in style_images.split(batch)]).mean(0)
+            g = torch.cat([_unit(enc.encode_image(x)) for x in source_images.split(batch)]).mean(0)
+            out.append(_unit(s - g))
+        return out
+
+    def global_loss(self, img: torch.Tensor, target: str) -> torch.Tensor:
+        return self._sum(lambda enc: global_clip_loss(enc.encode_image(img), enc.encode_text([target])[0]))
+
+    def directional_loss(self, source_img: torch.Tensor, edited_img: torch.Tensor, source: str, target: str) -> torch.Tensor:
+        def one(enc):
+            with torch.no_grad():
+                f0 = enc.encode_image(source_img)
+            direction = text_direction(*enc.encode_text([source, target]))
+            return directional_loss(f0, enc.encode_image(edited_img), direction)
+
+        return self._sum(one)
+
+    def norm_loss(self, source_img: torch.Tensor, edited_img: torch.Tensor) -> torch.Tensor:
+        def one(enc):
+            with torch.no_grad():
+                f0 = enc.encode_image(source_img)
+            return embedding_norm_loss(f0, enc.encode_image(edited_img))
+
+        return self._sum(one)
+
+    def manifold_loss(self, source_img: torch.Tensor, edited_img: torch.Tensor, source: str, target: str) -> torch.Tensor:
+        def one(enc):
+            with torch.no_grad():
+                f0 = enc.encode_image(source_img)
+            t = enc.encode_text([source, target])
+            return manifold_angle_loss(f0, enc.encode_image(edited_img), t[0], t[1])
+
+        return self._sum(one)
+
+    def patch_loss(
+        self, source_img: torch.Tensor, edited_img: torch.Tensor, source: str, target: str,
+        num_patches: int = 4, frac: float = 0.5, generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Directional loss on random patches cut at the same places from both images."""
+        src, ed = random_patches(source_img, edited_img, num_patches, frac, generator)
+        return self.directional_loss(src, ed, source, target)

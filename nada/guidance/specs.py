@@ -1,0 +1,92 @@
+"""CLIP model specs: ``name:pretrained``, ``name:/path/to/weights``, OpenAI spellings, ``shapes``.
+
+Parsing is separate from loading so errors for unknown names or tags come before any work.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+
+from ..errors import ModelNotFoundError
+
+# The OpenAI ``clip`` package's names, as the original StyleGAN-NADA code and its users write them.
+OPENAI_ALIASES = {
+    "ViT-B/32": "ViT-B-32",
+    "ViT-B/16": "ViT-B-16",
+    "ViT-L/14": "ViT-L-14",
+    "ViT-L/14@336px": "ViT-L-14-336",
+    "RN50": "RN50",
+    "RN101": "RN101",
+    "RN50x4": "RN50x4",
+    "RN50x16": "RN50x16",
+    "RN50x64": "RN50x64",
+}
+
+SHAPES_SPEC = "shapes"
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """A parsed CLIP model spec."""
+
+    name: str                   # open_clip model name (or "shapes")
+    pretrained: str | None      # open_clip pretrained tag, or None when ``path`` is given
+    path: str | None = None     # local weights file
+
+    @property
+    def canonical(self) -> str:
+        if self.name == SHAPES_SPEC:
+            return SHAPES_SPEC
+        return f"{self.name}:{self.path or self.pretrained}"
+
+
+def _looks_like_path(s: str) -> bool:
+    return os.sep in s or s.startswith(".") or s.endswith((".pt", ".pth", ".bin", ".safetensors"))
+
+
+def _close(word: str, options: list[str]) -> str:
+    matches = difflib.get_close_matches(word, options, n=5, cutoff=0.5)
+    return ", ".join(matches) if matches else ", ".join(sorted(options)[:8]) + ", ..."
+
+
+def parse_spec(spec: str) -> ClipSpec:
+    """Validate a spec against open_clip's registry (no download, no model built)."""
+    import open_clip
+
+    spec = spec.strip()
+    if not spec:
+        raise ModelNotFoundError("empty CLIP model spec", "use e.g. ViT-B-32:openai or shapes")
+    if spec == SHAPES_SPEC:
+        return ClipSpec(SHAPES_SPEC, None)
+    if spec in OPENAI_ALIASES:
+        return ClipSpec(OPENAI_ALIASES[spec], "openai")
+    name, sep, tag = spec.partition(":")
+    if name in OPENAI_ALIASES and name not in open_clip.list_models():
+        name = OPENAI_ALIASES[name]
+    models = open_clip.list_models()
+    if name not in models:
+        raise ModelNotFoundError(
+            f"unknown CLIP model {name!r}",
+            f"close matches: {_close(name, models + list(OPENAI_ALIASES) + [SHAPES_SPEC])}",
+        )
+    if not sep or not tag:
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if "openai" in tags:
+            return ClipSpec(name, "openai")
+        raise ModelNotFoundError(
+            f"CLIP model {name!r} needs pretrained weights",
+            f"write {name}:TAG with TAG one of {', '.join(tags) or '(none known)'}, or {name}:/path/to/weights",
+        )
+    if _looks_like_path(tag):
+        if not os.path.isfile(tag):
+            raise ModelNotFoundError(f"CLIP weights file {tag!r} does not exist", "check the path after the colon")
+        return ClipSpec(name, None, os.path.abspath(tag))
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    if tag not in tags:
+        raise ModelNotFoundError(
+            f"CLIP model {name!r} has no pretrained weights {tag!r}",
+            f"available: {', '.join(tags) or '(none)'}; close: {_close(tag, tags) if tags else '-'}",
+        )
+    return ClipSpec(name, tag)

@@ -1,0 +1,226 @@
+"""CLIP guidance: spec parsing and errors, preprocessing vs open_clip's PIL pipeline, frozen
+encoders, text templates and caching, the NADA losses on constructed embeddings, ensembles."""
+
+import json
+import time
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from nada.errors import ModelNotFoundError
+from nada.guidance import (
+    CLIPGuidance,
+    ClipEncoder,
+    clip_preprocess,
+    directional_loss,
+    embedding_norm_loss,
+    global_clip_loss,
+    load_clip,
+    manifold_angle_loss,
+    parse_spec,
+    text_direction,
+)
+from nada.guidance import encoder as encoder_mod
+
+TINY = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_name(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cfg")
+    (d / "nada-tiny-test.json").write_text(json.dumps(TINY))
+    open_clip.add_model_config(d / "nada-tiny-test.json")
+    return "nada-tiny-test"
+
+
+def make_encoder(name, templates=("{}",), seed=0, vocab=None):
+    torch.manual_seed(seed)
+    model = open_clip.create_model(name, pretrained=None)
+    return ClipEncoder(
+        f"{name}:random{seed}", model, open_clip.get_tokenizer(name), model.visual.image_size[0]
+        if isinstance(model.visual.image_size, tuple) else model.visual.image_size,
+        open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD, list(templates), vocab,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Specs and loading errors
+
+
+def test_spec_spellings():
+    assert parse_spec("ViT-B/32").canonical == "ViT-B-32:openai"
+    assert parse_spec("ViT-B-16:openai").canonical == "ViT-B-16:openai"
+    assert parse_spec("RN50").canonical == "RN50:openai"
+    assert parse_spec("ViT-B-32:laion2b_s34b_b79k").pretrained == "laion2b_s34b_b79k"
+    assert parse_spec("shapes").name == "shapes"
+
+
+def test_unknown_names_list_close_matches():
+    with pytest.raises(ModelNotFoundError, match="ViT-B-32"):
+        parse_spec("ViT-B32")
+    with pytest.raises(ModelNotFoundError, match="openai"):
+        parse_spec("ViT-B-32:opnai")
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        parse_spec("ViT-B-32:/no/such/weights.pt")
+
+
+def test_offline_without_cached_weights_fails_fast(monkeypatch, tmp_path):
+    monkeypatch.setenv("NADA_OFFLINE", "1")
+    monkeypatch.setattr(encoder_mod, "cached_weights", lambda spec: None)
+    encoder_mod.clear_cache()
+    t0 = time.time()
+    with pytest.raises(ModelNotFoundError) as info:
+        load_clip("ViT-B-32:openai")
+    assert time.time() - t0 < 5
+    msg = str(info.value)
+    assert "ViT-B-32:openai" in msg and "cache" in msg and "open_clip.create_model" in msg
+
+
+def test_local_weights_file_loads_frozen_and_is_shared(tiny_name, tmp_path):
+    model = open_clip.create_model(tiny_name, pretrained=None)
+    path = tmp_path / "tiny.pt"
+    torch.save(model.state_dict(), path)
+    encoder_mod.clear_cache()
+    a = load_clip(f"{tiny_name}:{path}")
+    b = load_clip(f"{tiny_name}:{path}")
+    assert a is b  # one copy per process
+    assert not any(p.requires_grad for p in a.parameters())
+    assert not a.model.training
+    assert torch.equal(a.model.visual.conv1.weight, model.visual.conv1.weight)
+    assert a.templates and all("{}" in t for t in a.templates)  # ImageNet templates
+
+
+# ------------------------------------------------------------------------------------------
+# Preprocessing
+
+
+def _test_image(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([(xx * 255 / w), (yy * 255 / h), 128 + 60 * np.sin(xx / 5.0) * np.cos(yy / 7.0)], -1)
+    img = img + rng.normal(0, 8, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("hw", [(64, 64), (256, 256), (300, 200), (1024, 1024)])
+def test_preprocess_matches_open_clip_pil_pipeline(hw):
+    pil_preprocess = open_clip.image_transform(
+        224, is_train=False, mean=open_clip.OPENAI_DATASET_MEAN, std=open_clip.OPENAI_DATASET_STD
+    )
+    arr = _test_image(*hw)
+    want = pil_preprocess(Image.fromarray(arr))[None]
+    x = torch.from_numpy(arr).permute(2, 0, 1)[None].float() / 127.5 - 1
+    got = clip_preprocess(x, 224, open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
+    assert got.shape == want.shape
+    diff = (got - want).abs()
+    assert diff.max().item() <= 0.06, diff.max().item()
+    assert diff.mean().item() <= 0.01, diff.mean().item()
+
+
+# ------------------------------------------------------------------------------------------
+# Encoders
+
+
+def test_gradients_reach_images_not_clip(tiny_name):
+    enc = make_encoder(tiny_name)
+    img = torch.rand(2, 3, 64, 48, requires_grad=True) * 2 - 1
+    img.retain_grad()
+    feat = enc.encode_image(img)
+    assert feat.dtype == torch.float32 and feat.shape == (2, 32)
+    feat.sum().backward()
+    assert img.grad is not None and img.grad.abs().sum() > 0
+    assert all(p.grad is None for p in enc.parameters())
+
+
+def test_text_features_are_normalised_template_means_and_cached(tiny_name, monkeypatch):
+    templates = ["a photo of {}", "{} art", "an image of the {}"]
+    enc = make_encoder(tiny_name, templates)
+    got = enc.encode_text(["sketch"])[0]
+    tok = open_clip.get_tokenizer(tiny_name)
+    with torch.no_grad():
+        each = F.normalize(enc.model.encode_text(tok([t.format("sketch") for t in templates])), dim=-1)
+    want = F.normalize(each.mean(0), dim=-1)
+    assert torch.allclose(got, want, atol=1e-6)
+    assert abs(got.norm().item() - 1) < 1e-5
+    calls = []
+    monkeypatch.setattr(enc, "tokenize", lambda prompts: calls.append(prompts) or tok(prompts))
+    enc.encode_text(["sketch"])
+    assert calls == []  # served from the cache
+    enc.encode_text(["neon"])
+    assert len(calls) == 1
+
+
+def test_unknown_words_only_for_closed_vocabularies(tiny_name):
+    assert make_encoder(tiny_name).unknown_words("Pixar zombie") == []
+    enc = make_encoder(tiny_name, vocab={"photo", "sketch", "of", "a"})
+    assert enc.unknown_words("a sketch of a Zebra") == ["zebra"]
+
+
+# ------------------------------------------------------------------------------------------
+# Losses on constructed embeddings
+
+
+def test_directional_loss_zero_when_aligned_two_when_opposite():
+    src_t = F.normalize(torch.tensor([1.0, 0, 0, 0]), dim=0)
+    tgt_t = F.normalize(torch.tensor([0.0, 1, 0, 0]), dim=0)
+    d = text_direction(src_t, tgt_t)
+    # unit embeddings whose difference is exactly along d: f0 = e - d/2, f1 = e + d/2, e ⟂ d
+    e = torch.tensor([[0.0, 0, 1, 0], [0.0, 0, 0, 1]]) * (0.75 ** 0.5)
+    f0, f1 = e - d / 2, e + d / 2
+    assert torch.allclose(f0.norm(dim=-1), torch.ones(2)) and torch.allclose(f1.norm(dim=-1), torch.ones(2))
+    assert directional_loss(f0, f1, d).abs().item() < 1e-6
+    assert abs(directional_loss(f1, f0, d).item() - 2) < 1e-6
+    # scale of the embeddings does not matter (they are normalised first)
+    assert directional_loss(3 * f0, 0.5 * f1, d).abs().item() < 1e-6
+
+
+def test_directional_loss_has_no_nan_for_identical_images():
+    f0 = torch.randn(2, 8, requires_grad=True)
+    d = F.normalize(torch.randn(8), dim=0)
+    loss = directional_loss(f0.detach(), f0, d)
+    loss.backward()
+    assert torch.isfinite(loss) and abs(loss.item() - 1) < 1e-6
+    assert torch.isfinite(f0.grad).all()
+
+
+def test_global_norm_and_manifold_losses():
+    t = F.normalize(torch.randn(16), dim=0)
+    assert global_clip_loss(3 * t[None], t).abs().item() < 1e-6
+    assert abs(global_clip_loss(-t[None], t).item() - 2) < 1e-6
+    a = torch.randn(3, 16)
+    assert embedding_norm_loss(a, 2 * a).item() == pytest.approx((a.norm(dim=-1) ** 2).mean().item(), rel=1e-5)
+    s, g = F.normalize(torch.randn(16), dim=0), F.normalize(torch.randn(16), dim=0)
+    # an edit that moves the image exactly as far as the texts are apart has zero angle loss
+    assert manifold_angle_loss(s[None], g[None], s, g).item() < 1e-6
+
+
+def test_ensemble_weights_sum_losses(tiny_name):
+    e1, e2 = make_encoder(tiny_name, seed=1), make_encoder(tiny_name, seed=2)
+    img0, img1 = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    l1 = CLIPGuidance([e1]).directional_loss(img0, img1, "photo", "sketch")
+    l2 = CLIPGuidance([e2]).directional_loss(img0, img1, "photo", "sketch")
+    both = CLIPGuidance([e1, e2], [0.5, 2.0]).directional_loss(img0, img1, "photo", "sketch")
+    assert torch.allclose(both, 0.5 * l1 + 2.0 * l2, atol=1e-6)
+    g = CLIPGuidance([e1, e2], [1, 0]).global_loss(img1, "sketch")
+    assert torch.allclose(g, CLIPGuidance([e1]).global_loss(img1, "sketch"))
+    with pytest.raises(ValueError, match="weights"):
+        CLIPGuidance([e1, e2], [1.0])
+
+
+def test_image_direction_from_examples(tiny_name):
+    enc = make_encoder(tiny_name)
+    style = torch.rand(4, 3, 32, 32) * 2 - 1
+    source = torch.rand(6, 3, 32, 32) * 2 - 1
+    (d,) = CLIPGuidance([enc]).image_direction(style, source, batch=3)
+    with torch.no_grad():
+        s = F.normalize(enc.encode_image(style), dim=-1).mean(0)
+        g = F.normalize(enc.encode_image(source), dim=-1).mean(0)
+    assert torch.allclose(d, F.normalize(s - g, dim=0), atol=1e-5)
