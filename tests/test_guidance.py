@@ -81,7 +81,7 @@ def test_offline_without_cached_weights_fails_fast(monkeypatch, tmp_path):
         load_clip("ViT-B-32:openai")
     assert time.time() - t0 < 5
     msg = str(info.value)
-    assert "ViT-B-32:openai" in msg and "cache" in msg and "open_clip.create_model" in msg
+    assert "ViT-B-32:openai" in msg and "cache" in msg and "nada download-clip ViT-B-32:openai" in msg
 
 
 def test_local_weights_file_loads_frozen_and_is_shared(tiny_name, tmp_path):
@@ -224,3 +224,20 @@ def test_image_direction_from_examples(tiny_name):
         s = F.normalize(enc.encode_image(style), dim=-1).mean(0)
         g = F.normalize(enc.encode_image(source), dim=-1).mean(0)
     assert torch.allclose(d, F.normalize(s - g, dim=0), atol=1e-5)
+
+
+def test_download_clip_cli_reports_cached_and_fails_cleanly_offline(monkeypatch, capsys):
+    from nada.cli import main
+
+    monkeypatch.setattr(encoder_mod, "cached_weights", lambda spec: "/cache/ViT-B-32.pt")
+    assert main(["download-clip", "ViT-B/32"]) == 0
+    assert "already cached" in capsys.readouterr().out
+    monkeypatch.setattr(encoder_mod, "cached_weights", lambda spec: None)
+
+    def offline(spec):
+        raise OSError("no route to host")
+
+    monkeypatch.setattr(encoder_mod, "download_weights", offline)
+    assert main(["download-clip", "ViT-B-32:openai"]) == 2
+    assert "downloading ViT-B-32:openai failed" in capsys.readouterr().err
+    assert main(["download-clip", "ViT-Q-99"]) == 2

@@ -19,6 +19,7 @@ _COMMANDS = {
     "convert": "convert",
     "info": "info",
     "download": "download",
+    "download-clip": "download_clip",
 }
 
 

@@ -144,7 +144,8 @@ def cached_weights(spec: ClipSpec) -> str | None:
 
 
 def fetch_command(spec: ClipSpec) -> str:
-    return f"nada download-clip {spec.name}:{spec.pretrained}  (or python -c \"import open_clip; open_clip.create_model('{spec.name}', pretrained='{spec.pretrained}')\")"
+    """The command that puts ``spec``'s weights into the cache on a connected machine."""
+    return f"nada download-clip {spec.name}:{spec.pretrained}"
 
 
 def download_weights(spec: ClipSpec) -> str:
