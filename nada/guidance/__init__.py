@@ -8,6 +8,7 @@ from .losses import (
     embedding_norm_loss,
     global_clip_loss,
     manifold_angle_loss,
+    patch_directional_loss,
     random_patches,
     text_direction,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "load_clip",
     "manifold_angle_loss",
     "parse_spec",
+    "patch_directional_loss",
     "random_patches",
     "text_direction",
 ]

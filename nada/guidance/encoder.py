@@ -115,6 +115,12 @@ def _offline() -> bool:
 
 
 def _hf_cache_dir() -> str:
+    """The Hugging Face hub cache, read at call time (``HF_HUB_CACHE`` / ``HF_HOME`` set after
+    import are honoured)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
     from huggingface_hub import constants
 
     return str(constants.HF_HUB_CACHE)
@@ -132,7 +138,7 @@ def cached_weights(spec: ClipSpec) -> str | None:
         repo, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
         names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
         for name in names:
-            found = try_to_load_from_cache(repo, name)
+            found = try_to_load_from_cache(repo, name, cache_dir=_hf_cache_dir())
             if isinstance(found, str) and os.path.isfile(found):
                 return found
     url = cfg.get("url", "")
@@ -153,7 +159,7 @@ def download_weights(spec: ClipSpec) -> str:
     import open_clip
 
     cfg = open_clip.get_pretrained_cfg(spec.name, spec.pretrained)
-    path = open_clip.download_pretrained(cfg)
+    path = open_clip.download_pretrained(cfg, cache_dir=_hf_cache_dir() if cfg.get("hf_hub") else None)
     if not path:
         raise ModelNotFoundError(f"open_clip has no download for {spec.canonical}")
     return path
@@ -173,14 +179,20 @@ def _load_open_clip(spec: ClipSpec, device: torch.device) -> ClipEncoder:
                     f"on a connected machine run: {fetch_command(spec)}",
                 )
             path = download_weights(spec)
+    # Loading a tag's weights from a file path bypasses open_clip's tag handling: apply the tag's
+    # activation (OpenAI weights need QuickGELU, which the plain ViT configs do not set) and its
+    # preprocessing (some tags normalise with other mean/std) ourselves.
+    tag_cfg = open_clip.get_pretrained_cfg(spec.name, spec.pretrained) if spec.pretrained else {}
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(spec.name, pretrained=path, device=device)
+        model = open_clip.create_model(spec.name, pretrained=path, device=device,
+                                       force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)))
     except (RuntimeError, OSError, ValueError, KeyError) as exc:
         raise ModelNotFoundError(f"cannot load CLIP weights {path} for {spec.name}: {exc}") from exc
-    size = model.visual.image_size
+    pp = open_clip.get_model_preprocess_cfg(model)
+    size = pp.get("size", model.visual.image_size)
     size = size[0] if isinstance(size, (tuple, list)) else size
-    mean = getattr(model.visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN
-    std = getattr(model.visual, "image_std", None) or open_clip.OPENAI_DATASET_STD
+    mean = tag_cfg.get("mean") or pp.get("mean") or open_clip.OPENAI_DATASET_MEAN
+    std = tag_cfg.get("std") or pp.get("std") or open_clip.OPENAI_DATASET_STD
     return ClipEncoder(
         spec.canonical, model, open_clip.get_tokenizer(spec.name), size, mean, std, imagenet_templates()
     )

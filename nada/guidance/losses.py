@@ -52,6 +52,21 @@ def manifold_angle_loss(
     return (cos_img - cos_txt).abs().mean()
 
 
+def patch_directional_loss(
+    source_patch_feat: torch.Tensor,    # [P, D] embeddings of patches of the source images
+    edited_patch_feat: torch.Tensor,    # [P, D] embeddings of the same patches of the edited images
+    directions: torch.Tensor,           # [K, D] or [D] text directions (e.g. one per part template)
+) -> torch.Tensor:
+    """Directional loss per patch against K text directions, each patch weighting the K cosine
+    distances by a softmax of its agreement with them (as the official patch loss does, so a
+    patch is judged by the part description it matches best); K = 1 is the directional loss on
+    patches. Patches that did not change give distance 1, not NaN."""
+    dirs = _unit(directions.reshape(-1, directions.shape[-1]))
+    edit = _unit(_unit(edited_patch_feat) - _unit(source_patch_feat))
+    cos = edit @ dirs.T                                  # [P, K]
+    return ((1 - cos) * cos.softmax(dim=-1)).sum(-1).mean()
+
+
 def random_patches(
     source: torch.Tensor, edited: torch.Tensor, num: int, frac: float, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
