@@ -110,3 +110,29 @@ def test_patch_directional_loss_weights_parts_by_agreement():
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(f.grad).all()
     assert torch.allclose(loss, torch.tensor(1.0))
+
+
+def test_ensemble_patch_loss_with_part_templates_matches_the_function():
+    torch.manual_seed(0)
+    cfg_name = "nada-tiny-patch"
+    import tempfile
+    from pathlib import Path
+
+    from nada.guidance import CLIPGuidance, ClipEncoder, random_patches, text_direction
+
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / f"{cfg_name}.json").write_text(json.dumps(TINY))
+        open_clip.add_model_config(Path(d) / f"{cfg_name}.json")
+    model = open_clip.create_model(cfg_name, pretrained=None)
+    enc = ClipEncoder("tiny", model, open_clip.get_tokenizer(cfg_name), 32, (0.5,) * 3, (0.25,) * 3, ["{}"])
+    img0, img1 = torch.rand(2, 3, 64, 64) * 2 - 1, (torch.rand(2, 3, 64, 64) * 2 - 1).requires_grad_(True)
+    parts = ["a detail of {}", "{} texture"]
+    guide = CLIPGuidance([enc, enc], [0.25, 0.75])
+    got = guide.patch_directional_loss(img0, img1, "photo", "sketch", num_patches=3, frac=0.5,
+                                       generator=torch.Generator().manual_seed(1), part_templates=parts)
+    src, ed = random_patches(img0, img1, 3, 0.5, torch.Generator().manual_seed(1))
+    dirs = torch.stack([text_direction(*enc.encode_text([p.format("photo"), p.format("sketch")])) for p in parts])
+    want = patch_directional_loss(enc.encode_image(src), enc.encode_image(ed), dirs)
+    assert torch.allclose(got, want, atol=1e-5)
+    got.backward()
+    assert img1.grad.abs().sum() > 0 and all(p.grad is None for p in enc.parameters())

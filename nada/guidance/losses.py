@@ -151,7 +151,28 @@ class CLIPGuidance:
     def patch_loss(
         self, source_img: torch.Tensor, edited_img: torch.Tensor, source: str, target: str,
         num_patches: int = 4, frac: float = 0.5, generator: torch.Generator | None = None,
+        part_templates: Sequence[str] | None = None,
     ) -> torch.Tensor:
-        """Directional loss on random patches cut at the same places from both images."""
+        """Directional loss on random patches cut at the same places from both images. With
+        ``part_templates`` (format strings with one "{}", e.g. "a detail of {}") each patch is
+        scored against the part directions by :func:`patch_directional_loss`, as the official
+        patch loss does; without, against the global text direction."""
         src, ed = random_patches(source_img, edited_img, num_patches, frac, generator)
-        return self.directional_loss(src, ed, source, target)
+        if not part_templates:
+            return self.directional_loss(src, ed, source, target)
+
+        def one(enc):
+            with torch.no_grad():
+                f0 = enc.encode_image(src)
+                dirs = torch.stack([
+                    text_direction(*enc.encode_text([t.format(source), t.format(target)])) for t in part_templates
+                ])
+            return patch_directional_loss(f0, enc.encode_image(ed), dirs)
+
+        return self._sum(one)
+
+    # the contract's names (docs/design.md): the module's loss functions, over the ensemble
+    global_clip_loss = global_loss
+    embedding_norm_loss = norm_loss
+    manifold_angle_loss = manifold_loss
+    patch_directional_loss = patch_loss
