@@ -288,3 +288,24 @@ def test_style_images_direction_and_bad_file(tmp_path):
     (folder / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="broken.png"):
         load_style_images(str(folder))
+
+
+def test_shapes_world_run_ends_with_eval(tmp_path, monkeypatch):
+    """The default generator ('shapes') resolves through pretrained/ and the run ends with the
+    oracle evaluation (eval.json + table); random stand-in models keep it fast."""
+    from nada.shapes.oracle import OracleNet, save_oracle
+
+    pre = tmp_path / "pretrained"
+    torch.manual_seed(0)
+    save_generator(Generator(GeneratorConfig.preset("shapes-64")), pre / "shapes_generator.safetensors")
+    save_oracle(OracleNet(), pre)
+    monkeypatch.setenv("NADA_PRETRAINED", str(pre))
+    cfg = TrainConfig(out=str(tmp_path / "run"), target="neon", iters=1, eval_seeds=8, auto_layer_batch=2,
+                      sample_every=0, save_every=0, sample_seeds="0", quiet=True, device="cpu")
+    result = train(cfg, objective("neon"))
+    saved = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert saved["target"] == "neon" and saved["n"] == 8 and result.eval == saved
+    assert "target attainment" in result.eval_table
+    with pytest.raises(ConfigError, match="names no style"):  # checked before any work
+        train(cfg.replace(out=str(tmp_path / "run2"), target="teapot"), objective("teapot"))
+    assert not (tmp_path / "run2").exists()
