@@ -188,8 +188,9 @@ def test_cuda_autograd_wiring_with_a_reference_kernel(monkeypatch):
         (gx,) = torch.autograd.grad(y, x, dy)
         (gw,) = torch.autograd.grad(want, x, dy)
         assert torch.allclose(gx, gw, atol=1e-10)
-        fn = lambda t: _cuda_ops.UpFirDn2d.apply(t, g, up, down, pad)
-        assert torch.autograd.gradgradcheck(fn, (x.detach().requires_grad_(True),))
+        if up == (2, 1):  # second order through the custom Function (one case: gradgradcheck is slow)
+            fn = lambda t: _cuda_ops.UpFirDn2d.apply(t, g, up, down, pad)
+            assert torch.autograd.gradgradcheck(fn, (x[:1, :1, :4, :5].detach().requires_grad_(True),))
 
 
 # ------------------------------------------------------------------------------------------
