@@ -1,0 +1,59 @@
+"""Write ``pretrained/MANIFEST.json``: every shipped file's sha256 and size, the command that
+produced it, and the metrics measured for it (from ``*_metrics.json`` files beside it).
+
+    python scripts/make_manifest.py
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from nada.paths import pretrained_dir
+
+# file-name prefix -> how it was made
+PRODUCERS = {
+    "shapes_oracle": "python scripts/train_shapes_oracle.py --steps 2400 --threads 1 --seed 0",
+    "shapes_clip": "python scripts/train_shapes_clip.py (see the metadata in shapes_clip/*.json)",
+    "shapes_generator": "python scripts/train_shapes_generator.py (exact command in the file's metadata)",
+}
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_manifest(root: Path) -> dict:
+    files = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "MANIFEST.json"):
+        rel = path.relative_to(root).as_posix()
+        prefix = next((k for k in PRODUCERS if rel.startswith(k)), None)
+        entry = {"sha256": sha256(path), "bytes": path.stat().st_size}
+        if prefix:
+            entry["produced_by"] = PRODUCERS[prefix]
+            metrics = root / f"{prefix}_metrics.json"
+            if metrics.exists() and metrics != path:
+                entry["metrics_file"] = metrics.name
+        files[rel] = entry
+    return {"files": files, "total_bytes": sum(e["bytes"] for e in files.values())}
+
+
+def main() -> int:
+    root = pretrained_dir()
+    manifest = build_manifest(root)
+    out = root / "MANIFEST.json"
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    tmp.replace(out)
+    print(f"wrote {out}: {len(manifest['files'])} files, {manifest['total_bytes'] / 1e6:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
