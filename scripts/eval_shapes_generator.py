@@ -1,7 +1,7 @@
 """Measure the shipped shapes generator against issue 5's acceptance figures; save a sample grid.
 
     python scripts/eval_shapes_generator.py [--generator pretrained/shapes_generator.safetensors]
-        [--n 1000] [--seed 424242] [--grid runs/shapes_generator_grid.png] [--json OUT.json]
+        [--n 1000] [--seed 424242] [--grid runs/shapes_generator_grid.png] [--json OUT.json] [--oracle-dir DIR]
 
 On ``--n`` fresh latents (from ``torch.Generator`` seeded ``--seed``, disjoint from training's
 stream) at psi 1 and psi 0.7, the oracle judges G(z): share classified ``photo``, shape agreement
@@ -82,11 +82,12 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--grid", default="runs/shapes_generator_grid.png")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--oracle-dir", default=None, help="folder with the oracle (default: pretrained/)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     loaded = load_generator(args.generator, "cpu")
     G = loaded.generator.eval()
-    oracle = load_oracle("cpu")
+    oracle = load_oracle("cpu", args.oracle_dir)
     res = {
         "psi1": measure(G, oracle, args.n, args.seed, 1.0),
         "psi0.7": measure(G, oracle, args.n, args.seed, 0.7),
