@@ -13,6 +13,7 @@ the quantity NADA's directional loss relies on.
 from __future__ import annotations
 
 import argparse
+import sys
 import logging
 import time
 from pathlib import Path
@@ -86,7 +87,7 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--pairs", type=int, default=48, help="factor sets per step (2 renders each)")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--dir-weight", type=float, default=1.0, help="weight of the style-direction loss")
+    p.add_argument("--dir-weight", type=float, default=0.1, help="weight of the style-direction loss")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", type=Path, default=Path("runs/shapes_clip"), help="checkpoint folder (resumed if present)")
@@ -108,6 +109,11 @@ def main(argv=None) -> None:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
+        if state["sched"].get("total_steps") != args.steps:
+            sys.exit(
+                f"error: {ckpt} belongs to a run with --steps {state['sched'].get('total_steps')}; "
+                "resume with that --steps, or start a new run with another --work folder"
+            )
         sched.load_state_dict(state["sched"])
         start = int(state["step"])
         logger.info("resumed from %s at step %d", ckpt, start)
