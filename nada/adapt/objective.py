@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..guidance.losses import mean_unit_embedding, text_direction
 from .config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class ClipObjective:
             self.source_feat = None
             if direction is None:
                 self.source_feat = [enc.encode_text([source])[0].float() for enc in self.encoders]
-                direction = [F.normalize(t - s, dim=-1) for t, s in zip(self.target_feat, self.source_feat)]
+                direction = [text_direction(s, t) for t, s in zip(self.target_feat, self.source_feat)]
         self.direction = direction
 
     @classmethod
@@ -58,12 +59,10 @@ class ClipObjective:
         (normalised embeddings, as the official img2img direction); global target = mean style
         embedding."""
         directions, targets = [], []
-        with torch.no_grad():
-            for enc in encoders:
-                style = torch.cat([F.normalize(enc.encode_image(x).float(), dim=-1) for x in style_images.split(8)])
-                src = torch.cat([F.normalize(enc.encode_image(x).float(), dim=-1) for x in source_images.split(8)])
-                directions.append(F.normalize(style.mean(0) - src.mean(0), dim=-1))
-                targets.append(F.normalize(style.mean(0), dim=-1))
+        for enc in encoders:
+            style = mean_unit_embedding(enc, style_images)
+            directions.append(F.normalize(style - mean_unit_embedding(enc, source_images), dim=-1))
+            targets.append(F.normalize(style, dim=-1))
         return cls(encoders, weights, source, None, direction=directions, target_feat=targets)
 
     @classmethod

@@ -67,6 +67,13 @@ def patch_directional_loss(
     return ((1 - cos) * cos.softmax(dim=-1)).sum(-1).mean()
 
 
+@torch.no_grad()
+def mean_unit_embedding(encoder, images: torch.Tensor, batch: int = 8) -> torch.Tensor:
+    """Mean of the normalised image embeddings of ``images`` (encoded ``batch`` at a time);
+    the building block of image-guided directions and targets."""
+    return torch.cat([_unit(encoder.encode_image(x).float()) for x in images.split(batch)]).mean(0)
+
+
 def random_patches(
     source: torch.Tensor, edited: torch.Tensor, num: int, frac: float, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,12 +119,10 @@ class CLIPGuidance:
     def image_direction(self, style_images: torch.Tensor, source_images: torch.Tensor, batch: int = 8) -> list[torch.Tensor]:
         """Per-encoder target direction from examples: mean normalised embedding of the style
         images − that of generated source samples (normalised)."""
-        out = []
-        for enc in self.encoders:
-            s = torch.cat([_unit(enc.encode_image(x)) for x in style_images.split(batch)]).mean(0)
-            g = torch.cat([_unit(enc.encode_image(x)) for x in source_images.split(batch)]).mean(0)
-            out.append(_unit(s - g))
-        return out
+        return [
+            _unit(mean_unit_embedding(enc, style_images, batch) - mean_unit_embedding(enc, source_images, batch))
+            for enc in self.encoders
+        ]
 
     def global_loss(self, img: torch.Tensor, target: str) -> torch.Tensor:
         return self._sum(lambda enc: global_clip_loss(enc.encode_image(img), enc.encode_text([target])[0]))
