@@ -9,9 +9,11 @@ same thing as in the checkpoints users bring:
   ``flip_filter``; ``gain`` scales it by ``gain ** (f.ndim / 2)``.
 
 The reference path never materialises the zero-inserted tensor and never filters samples that
-down-sampling would drop: up-sampling is one depthwise transposed convolution with stride
-``up``, down-sampling one depthwise convolution with stride ``down``. Both are exact and
-differentiable to any order.
+down-sampling would drop. On CPU, separable filters (1-D, or 2-D rank-1 such as
+``setup_filter([1, 3, 3, 1])``) run as per-axis shifted multiply-adds (``_separable``), since
+PyTorch's depthwise convolutions are slow there; otherwise up-sampling is one depthwise
+transposed convolution with stride ``up``, down-sampling one depthwise convolution with stride
+``down``. All paths are exact and differentiable to any order.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from . import _dispatch
+from . import _dispatch, _separable
 
 # ----------------------------------------------------------------------------------------------
 # Argument parsing
@@ -114,6 +116,7 @@ def _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
     if f is None:
         f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
     f = (f * (gain ** (f.ndim / 2))).to(device=x.device, dtype=x.dtype)
+    f_taps = f
     if f.ndim == 1:
         f = torch.outer(f, f)
     fh, fw = f.shape
@@ -124,6 +127,10 @@ def _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
                 f"upfirdn2d output would be empty along {axis}: size {size}, up {u}, padding "
                 f"({p0}, {p1}), filter {fw if axis == 'width' else fh} taps"
             )
+    if x.device.type == "cpu" and not f_taps.requires_grad and _separable.supported(up, down):
+        taps = _separable.split_separable(f_taps, 1.0, flip_filter)  # gain is already in f
+        if taps is not None:
+            return _separable.upfirdn2d_separable(x, taps[0], taps[1], up, down, padding)
     if upx == 1 and upy == 1:
         x = _pad_or_crop(x, px0, px1, py0, py1)
         weight = g[None, None].expand(c, 1, fh, fw)

@@ -151,9 +151,13 @@ def test_lrelu_defaults():
 
 
 @pytest.mark.parametrize("up,down,pad", [(1, 1, 1), (2, 1, [2, 1, 2, 1]), (1, 2, [1, 1, 0, 2]), ([2, 1], [1, 2], [-1, 2, 1, 0])])
-def test_upfirdn2d_gradcheck_and_gradgradcheck(up, down, pad):
+@pytest.mark.parametrize("kind", ["separable", "full2d"])
+def test_upfirdn2d_gradcheck_and_gradgradcheck(up, down, pad, kind):
     x = torch.randn(1, 2, 5, 4, dtype=torch.float64, requires_grad=True)
-    f = torch.tensor([1.0, 3, 2], dtype=torch.float64)
+    if kind == "separable":  # CPU shifted-add path
+        f = torch.tensor([1.0, 3, 2], dtype=torch.float64)
+    else:  # depthwise-convolution path
+        f = torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     fn = lambda t: ops.upfirdn2d(t, f, up=up, down=down, padding=pad)
     assert torch.autograd.gradcheck(fn, (x,))
     assert torch.autograd.gradgradcheck(fn, (x,))
@@ -248,3 +252,25 @@ def test_status_report_lines():
     rows = dict(ops.status_report())
     assert rows["ops mode (NADA_OPS)"] in ("auto", "cuda", "ref")
     assert "CUDA ops" in rows
+
+
+def test_separable_fast_path_is_taken_and_agrees_with_the_convolution_path(monkeypatch):
+    """setup_filter([1,3,3,1]) is 2-D rank-1: the CPU path must split it, and match conv exactly."""
+    from stylegan2_ops import _separable
+
+    f = ops.setup_filter([1, 3, 3, 1]).double()
+    assert f.ndim == 2 and _separable.split_separable(f, 1.0, False) is not None
+    assert _separable.split_separable(torch.randn(3, 3, dtype=torch.float64), 1.0, False) is None
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64)
+    calls = []
+    real = _separable.upfirdn2d_separable
+    monkeypatch.setattr(_separable, "upfirdn2d_separable", lambda *a: calls.append(1) or real(*a))
+    cases = [dict(up=2, padding=[2, 1, 2, 1], gain=4), dict(down=2, padding=1), dict(padding=[1, 1, 1, 1], gain=4)]
+    for kw in cases:
+        fast = ops.upfirdn2d(x, f, **kw)
+        monkeypatch.setattr(_separable, "supported", lambda up, down: False)
+        slow = ops.upfirdn2d(x, f, **kw)
+        monkeypatch.undo()
+        monkeypatch.setattr(_separable, "upfirdn2d_separable", lambda *a: calls.append(1) or real(*a))
+        assert (fast - slow).abs().max().item() < 1e-12, kw
+    assert len(calls) == len(cases)
