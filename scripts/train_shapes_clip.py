@@ -30,11 +30,12 @@ from nada.shapes.renderer import COLOURS, SHAPES, STYLES, STYLES_WITH_COLOUR, ra
 logger = logging.getLogger(__name__)
 
 
-def caption(rng: np.random.Generator, style: str, shape: str, colour: str | None) -> tuple[str, tuple]:
+def caption(rng: np.random.Generator, style: str, shape: str, colour: str | None,
+            shape_mention: float = 0.6) -> tuple[str, tuple]:
     """A random caption of the given factors and what it mentions: (style|None, shape|None, colour|None)."""
     while True:
         s = style if rng.random() < 0.6 else None
-        h = shape if rng.random() < 0.6 else None
+        h = shape if rng.random() < shape_mention else None
         c = colour if colour is not None and rng.random() < 0.5 else None
         if s or h or c:
             break
@@ -57,7 +58,26 @@ def caption(rng: np.random.Generator, style: str, shape: str, colour: str | None
     return str(text), (s, h, c)
 
 
-def batch(rng: np.random.Generator, pairs: int):
+def photometric_jitter(rng: np.random.Generator, images: torch.Tensor, prob: float) -> torch.Tensor:
+    """Mild brightness/contrast/saturation/tint changes on a share ``prob`` of the images, captions
+    unchanged: a style is its strokes, fills and backgrounds, not the image's colour statistics.
+    Without this the model reads "sketch" off a slightly paler, greyer photo, and NADA's
+    directional loss is then satisfied by a faint tint instead of a real change of style."""
+    if prob <= 0:
+        return images
+    n = images.shape[0]
+    pick = torch.from_numpy(rng.random(n) < prob).float().view(n, 1, 1, 1)
+    u = lambda lo, hi, *shape: torch.from_numpy(rng.uniform(lo, hi, size=(n, *shape)).astype(np.float32))
+    grey = images.mean(1, keepdim=True)
+    out = grey + (images - grey) * u(0.6, 1.25, 1, 1, 1)          # saturation
+    mean = out.mean((1, 2, 3), keepdim=True)
+    out = mean + (out - mean) * u(0.75, 1.2, 1, 1, 1)            # contrast
+    out = out + u(-0.12, 0.12, 1, 1, 1) + u(-0.06, 0.06, 3, 1, 1)  # brightness, tint
+    out = out.clamp(-1, 1)
+    return pick * out + (1 - pick) * images
+
+
+def batch(rng: np.random.Generator, pairs: int, shape_mention: float = 0.6, jitter: float = 0.0):
     """Images [2P,...] (pair p = rows 2p, 2p+1), captions, mentions, true factors, and direction prompts."""
     base = random_factors(rng, pairs)
     factors, caps, mentions, dir_a, dir_b = [], [], [], [], []
@@ -68,14 +88,14 @@ def batch(rng: np.random.Generator, pairs: int):
             g = f.replace(style=st)
             factors.append(g)
             col = COLOURS[g.colour] if st in STYLES_WITH_COLOUR else None
-            t, m = caption(rng, st, g.shape, col)
+            t, m = caption(rng, st, g.shape, col, shape_mention)
             caps.append(t)
             mentions.append(m)
         tpl = TEMPLATES[rng.integers(len(TEMPLATES))]
         dir_a.append(tpl.format(sa))
         dir_b.append(tpl.format(sb))
     seeds = rng.integers(0, 2**31, size=len(factors)).tolist()
-    images = to_tensor(render_batch(factors, seeds))
+    images = photometric_jitter(rng, to_tensor(render_batch(factors, seeds)), jitter)
     truth = [(g.style, g.shape, COLOURS[g.colour] if g.style in STYLES_WITH_COLOUR else None) for g in factors]
     compat = torch.tensor([[all(m is None or m == t for m, t in zip(men, tr)) for tr in truth] for men in mentions],
                           dtype=torch.float32)  # [text, image]
@@ -93,12 +113,15 @@ def main(argv=None) -> None:
     p.add_argument("--work", type=Path, default=Path("runs/shapes_clip"), help="checkpoint folder (resumed if present)")
     p.add_argument("--out", type=Path, default=DEFAULT_DIR)
     p.add_argument("--eval-n", type=int, default=1000)
+    p.add_argument("--patch-size", type=int, default=16, help="ViT patch size (64 px images)")
+    p.add_argument("--jitter", type=float, default=0.5, help="share of images given photometric jitter")
+    p.add_argument("--shape-mention", type=float, default=0.6, help="probability a caption names the shape")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    cfg = ShapesClipConfig(patch_size=16, context_length=12)
+    cfg = ShapesClipConfig(patch_size=args.patch_size, context_length=12)
     tok = WordTokenizer(world_words(), cfg.context_length)
     model = build_model(cfg, tok.vocab_size)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
@@ -123,7 +146,7 @@ def main(argv=None) -> None:
     model.train()
     for step in (bar := tqdm(range(start, args.steps), initial=start, total=args.steps)):
         rng = np.random.default_rng([args.seed, step])  # per-step stream: resuming replays the same data
-        images, caps, compat, dir_a, dir_b = batch(rng, args.pairs)
+        images, caps, compat, dir_a, dir_b = batch(rng, args.pairs, args.shape_mention, args.jitter)
         img = F.normalize(model.encode_image(images), dim=-1)
         txt = F.normalize(model.encode_text(tok(caps + dir_a + dir_b)), dim=-1)
         n = len(caps)
@@ -148,7 +171,10 @@ def main(argv=None) -> None:
 
     save_shapes_clip(model.eval(), cfg, tok, args.out,
                      extra={"trained_by": "scripts/train_shapes_clip.py", "seed": args.seed, "steps": args.steps,
-                            "pairs": args.pairs})
+                            "pairs": args.pairs, "lr": args.lr, "dir_weight": args.dir_weight,
+                            "shape_mention": args.shape_mention, "jitter": args.jitter,
+                            "patch_size": args.patch_size,
+                            "command": "python scripts/train_shapes_clip.py " + " ".join(sys.argv[1:])})
     clip = load_shapes_clip(path=args.out)
     logger.info("%s", measure_shapes_clip(clip, n=args.eval_n))
 
