@@ -37,3 +37,13 @@ class DataError(NadaError):
 
 class DownloadError(NadaError):
     """A download failed or its checksum did not match."""
+
+
+def reject_unknown_keys(cls: type, d: dict, what: str) -> None:
+    """Raise ConfigError naming the keys of ``d`` that are not fields of dataclass ``cls``."""
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what} {unknown}", f"known: {', '.join(sorted(known))}")

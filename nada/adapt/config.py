@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, reject_unknown_keys
 
 SHAPES = "shapes"  # generator / CLIP spec of the embedded shapes world
 
@@ -164,10 +164,7 @@ class TrainConfig:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown train options {unknown}", f"known: {', '.join(sorted(known))}")
+        reject_unknown_keys(TrainConfig, d, "train options")
         d = dict(d)
         for key in ("clip", "clip_weights"):
             if key in d:

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, reject_unknown_keys
 
 
 @dataclass(frozen=True)
@@ -103,10 +103,7 @@ class GeneratorConfig:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "GeneratorConfig":
-        known = {f.name for f in dataclasses.fields(GeneratorConfig)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown generator config keys {unknown}", f"known keys: {sorted(known)}")
+        reject_unknown_keys(GeneratorConfig, d, "generator config keys")
         d = dict(d)
         if "resample_filter" in d:
             d["resample_filter"] = tuple(d["resample_filter"])
