@@ -241,3 +241,30 @@ def test_download_clip_cli_reports_cached_and_fails_cleanly_offline(monkeypatch,
     assert main(["download-clip", "ViT-B-32:openai"]) == 2
     assert "downloading ViT-B-32:openai failed" in capsys.readouterr().err
     assert main(["download-clip", "ViT-Q-99"]) == 2
+
+
+def test_directional_loss_gradient_is_bounded_when_the_edit_is_tiny():
+    """At the first step the twins agree to ~1e-7: an exactly normalised direction would give a
+    ~1e7 gradient that freezes Adam for thousands of steps. Below DIRECTION_FLOOR the loss is
+    linear in the edit, so the gradient stays of the order of a normal step's."""
+    from nada.guidance.losses import DIRECTION_FLOOR
+
+    torch.manual_seed(0)
+    f0 = F.normalize(torch.randn(2, 16), dim=-1)
+    d = F.normalize(torch.randn(16), dim=0)
+    grads = {}
+    for scale in (1e-7, 0.3):
+        f1 = (f0 + scale * torch.randn(2, 16)).requires_grad_(True)
+        directional_loss(f0, f1, d).backward()
+        grads[scale] = f1.grad.norm().item()
+    assert grads[1e-7] < 2 / DIRECTION_FLOOR
+    # the exactly normalised direction would have a gradient ~1/|edit| ~ 1e6 here
+    f1 = (f0 + 1e-7 * torch.randn(2, 16)).requires_grad_(True)
+    delta = F.normalize(f1, dim=-1) - f0
+    (1 - F.normalize(delta, dim=-1) @ d).mean().backward()
+    assert f1.grad.norm().item() > 1e4 * grads[1e-7]
+    # above the floor it is the exact official loss
+    f1 = f0 + 0.3 * torch.randn(2, 16)
+    delta = F.normalize(f1, dim=-1) - f0
+    want = (1 - F.normalize(delta, dim=-1) @ d).mean()
+    assert abs(directional_loss(f0, f1, d).item() - want.item()) < 1e-6

@@ -75,7 +75,6 @@ def test_shipped_model_knows_styles_and_style_directions(shipped_metrics):
     assert m["direction_cos_min"] >= 0.5, m["direction_cos"]
 
 
-@pytest.mark.xfail(strict=True, reason="interim weights (150 steps): colour 90%, shape still at chance")
 def test_shipped_model_knows_shapes_and_colours(shipped_metrics):
     m = shipped_metrics
     assert m["shape_acc"] >= 0.90, m

@@ -13,9 +13,22 @@ import torch.nn.functional as F
 
 EPS = 1e-8
 
+# Image-space edit directions shorter than this (in unit-embedding units) are not normalised
+# all the way. At the first step the trainable twin equals the frozen one, so the edit
+# direction is ~1e-7 long: normalising it exactly gives a gradient ~1e6 times the usual one,
+# which fills Adam's second-moment estimate and stalls the run for thousands of steps (with
+# beta2 = 0.99^(4/5) it decays by ~0.8% per step). Below the floor the loss is linear in the
+# edit (it pushes the edit along the text direction); above it, it is the official loss.
+DIRECTION_FLOOR = 0.05
+
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(EPS)
+
+
+def _unit_floor(x: torch.Tensor) -> torch.Tensor:
+    """``x / max(|x|, DIRECTION_FLOOR)``: unit length for edits longer than the floor."""
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(DIRECTION_FLOOR)
 
 
 def global_clip_loss(image_feat: torch.Tensor, target_text: torch.Tensor) -> torch.Tensor:
@@ -32,9 +45,10 @@ def directional_loss(source_feat: torch.Tensor, edited_feat: torch.Tensor, direc
     """1 − cos(normalise(E(edited) − E(source)), direction), averaged.
 
     Image embeddings are normalised before the difference (as the official code does); a zero
-    image direction (identical images, e.g. at the first step) gives loss 1, not NaN."""
+    image direction (identical images, e.g. at the first step) gives loss 1, not NaN, and a
+    bounded gradient (see ``DIRECTION_FLOOR``)."""
     delta = _unit(edited_feat) - _unit(source_feat)
-    return (1 - _unit(delta) @ direction.reshape(-1)).mean()
+    return (1 - _unit_floor(delta) @ direction.reshape(-1)).mean()
 
 
 def embedding_norm_loss(source_feat: torch.Tensor, edited_feat: torch.Tensor) -> torch.Tensor:
@@ -62,7 +76,7 @@ def patch_directional_loss(
     patch is judged by the part description it matches best); K = 1 is the directional loss on
     patches. Patches that did not change give distance 1, not NaN."""
     dirs = _unit(directions.reshape(-1, directions.shape[-1]))
-    edit = _unit(_unit(edited_patch_feat) - _unit(source_patch_feat))
+    edit = _unit_floor(_unit(edited_patch_feat) - _unit(source_patch_feat))
     cos = edit @ dirs.T                                  # [P, K]
     return ((1 - cos) * cos.softmax(dim=-1)).sum(-1).mean()
 
