@@ -27,17 +27,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import stylegan2_ops
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from nada.checkpoints import save_generator
+from nada.checkpoints import load_generator, save_generator
 from nada.networks import Generator, GeneratorConfig
-from nada.checkpoints import load_generator
-from nada.shapes.generator_factors import factors_from_z, render_from_z
-from nada.shapes.renderer import SHAPES, image_grid, random_factors, render_batch, to_tensor, to_uint8
+from nada.shapes.generator_factors import render_from_z
+from nada.shapes.renderer import image_grid, to_tensor, to_uint8
 
 log = logging.getLogger("train_shapes_generator")
 
@@ -81,72 +79,6 @@ def batch_z(seed: int, step: int, n: int, z_dim: int) -> torch.Tensor:
     """The latents of one step, determined by (seed, step) alone."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + step)
     return torch.randn(n, z_dim, generator=g)
-
-
-class ShapeTeacher(torch.nn.Module):
-    """A small shape classifier (circle/square/...) trained here on photo renders, used as an
-    auxiliary loss: pixel regression alone averages the five shapes into a blob, because a
-    wrong outline costs few pixels. Deliberately unlike the oracle (its own architecture, data,
-    seed and augmentation; never shipped), so the oracle stays an independent judge."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        act = torch.nn.SiLU()
-        self.net = torch.nn.Sequential(
-            torch.nn.Conv2d(3, 32, 3, padding=1), act, torch.nn.MaxPool2d(2),
-            torch.nn.Conv2d(32, 64, 3, padding=1), act, torch.nn.MaxPool2d(2),
-            torch.nn.Conv2d(64, 96, 3, padding=1), act, torch.nn.MaxPool2d(2),
-            torch.nn.Conv2d(96, 128, 3, padding=1), act,
-            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(128, len(SHAPES)),
-        )
-
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        return self.net(img)
-
-
-def teacher_batch(rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Photo renders with random factors, lightly blurred/noised so the teacher judges outlines
-    robustly rather than pixel-exact texture."""
-    factors = random_factors(rng, n, style="photo")
-    img = to_tensor(render_batch(factors, rng.integers(0, 2**31, size=n).tolist()))
-    if rng.random() < 0.5:
-        img = F.avg_pool2d(F.pad(img, [1, 1, 1, 1], mode="replicate"), 3, stride=1)
-    img = img + float(rng.uniform(0, 0.08)) * torch.from_numpy(rng.standard_normal(img.shape).astype(np.float32))
-    labels = torch.tensor([SHAPES.index(f.shape) for f in factors])
-    return img, labels
-
-
-def train_teacher(path: Path, steps: int, seed: int) -> ShapeTeacher:
-    """Train (or load, if ``path`` exists) the shape teacher; ~1-2 minutes on 2 cores."""
-    torch.manual_seed(seed + 11)
-    teacher = ShapeTeacher()
-    if path.is_file():
-        teacher.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return teacher.eval().requires_grad_(False)
-    opt = torch.optim.Adam(teacher.parameters(), lr=2e-3)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.1)
-    for step in (bar := tqdm(range(steps), desc="shape teacher", dynamic_ncols=True)):
-        img, labels = teacher_batch(np.random.default_rng([seed, 7, step]), 64)
-        loss = F.cross_entropy(teacher(img), labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        bar.set_postfix(ce=f"{float(loss):.3f}")
-    teacher.eval().requires_grad_(False)
-    with torch.no_grad():
-        img, labels = teacher_batch(np.random.default_rng([seed, 8]), 1000)
-        acc = float((teacher(img).argmax(1) == labels).float().mean())
-    log.info("shape teacher: %.1f%% on 1,000 fresh photo renders", 100 * acc)
-    tmp = path.with_suffix(".tmp")
-    torch.save(teacher.state_dict(), tmp)
-    tmp.replace(path)
-    return teacher
-
-
-def shape_labels(z: torch.Tensor) -> torch.Tensor:
-    """Ground-truth shape index of each latent (``factors_from_z``)."""
-    return torch.tensor([SHAPES.index(f.shape) for f in factors_from_z(z)])
 
 
 def _grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,7 +140,6 @@ def export(ema: Generator, out: Path, step: int, args, seconds: float) -> Path:
         "seed": args.seed,
         "train_seconds": round(seconds, 1),
         "factors": "nada.shapes.generator_factors.factors_from_z",
-        "teacher_weight": args.teacher_weight,
         "init": args.init,
     }
     return save_generator(G, out, metadata=meta)
@@ -247,9 +178,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="pretrained/shapes_generator.safetensors")
     ap.add_argument("--fresh", action="store_true", help="ignore an existing run-dir/state.pt")
     ap.add_argument("--init", default=None, help="start from this exported generator (e.g. an earlier stage)")
-    ap.add_argument("--teacher-weight", type=float, default=0.05,
-                    help="weight of the shape-teacher cross-entropy at 64 px (0 = pixels only)")
-    ap.add_argument("--teacher-steps", type=int, default=1500)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -265,7 +193,6 @@ def main(argv: list[str] | None = None) -> None:
         log.info("initialised from %s", args.init)
     else:
         zero_fine_torgb(G, args.coarse_res)
-    teacher = train_teacher(run_dir / "shape_teacher.pt", args.teacher_steps, args.seed) if args.teacher_weight > 0 else None
     ema = copy.deepcopy(G).eval().requires_grad_(False)
     opt = make_optimizer(G, args.lr, args.mapping_lr_boost)
     step, elapsed = 0, 0.0
@@ -304,10 +231,6 @@ def main(argv: list[str] | None = None) -> None:
             ws = G.mapping(z, update_w_avg=True)
             img = synthesize(G, ws, res)
             loss, parts = regression_loss(img, target, coarse=res < 64)
-            if teacher is not None and res == 64:
-                ce = F.cross_entropy(teacher(img), shape_labels(z))
-                loss = loss + args.teacher_weight * ce
-                parts["ce"] = float(ce)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
