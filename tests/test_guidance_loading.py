@@ -96,14 +96,15 @@ def test_cached_tag_weights_load_with_the_tags_activation_and_normalisation(fake
 
 def test_patch_directional_loss_weights_parts_by_agreement():
     d = torch.eye(4)[:2]  # two part directions
-    f0 = torch.tensor([[0.0, 0, 1, 0], [0.0, 0, 0, 1]])
-    f1 = f0 + 1e-3 * d[0]  # both patches move exactly along part 0
+    a, c = 0.3, 0.91 ** 0.5  # unit patches whose edit is exactly 2a along part 0
+    f0 = torch.tensor([[-a, 0, c, 0], [-a, 0, 0, c]])
+    f1 = torch.tensor([[a, 0, c, 0], [a, 0, 0, c]])
     cos = torch.tensor([1.0, 0.0])
     want = ((1 - cos) * cos.softmax(0)).sum()
     assert torch.allclose(patch_directional_loss(f0, f1, d), want, atol=1e-4)
     # one direction: the plain directional loss on patches (0 aligned, 2 opposite)
-    assert patch_directional_loss(f0, f0 + 1e-3 * d[0], d[0]).item() < 1e-4
-    assert abs(patch_directional_loss(f0, f0 - 1e-3 * d[0], d[0]).item() - 2) < 1e-4
+    assert patch_directional_loss(f0, f1, d[0]).item() < 1e-4
+    assert abs(patch_directional_loss(f1, f0, d[0]).item() - 2) < 1e-4
     # unchanged patches: finite loss and gradients
     f = f0.clone().requires_grad_(True)
     loss = patch_directional_loss(f0, f, d)
