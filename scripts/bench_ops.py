@@ -74,8 +74,11 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--nvidia-repo", default=None, help="stylegan2-ada-pytorch checkout to time its _upfirdn2d_ref")
+    p.add_argument("--cuda-only", action="store_true", help="skip the CPU table (on a GPU machine)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.cuda_only:
+        return _cuda_table(args.repeats)
     other, other_name = naive_upfirdn2d, "naive"
     if args.nvidia_repo:
         sys.path.insert(0, args.nvidia_repo)
@@ -109,14 +112,19 @@ def main(argv=None) -> int:
         print(f"{label:<22} {rf * 1e3:8.1f}ms {of * 1e3:13.1f}ms {of / rf:6.2f}   {rb * 1e3:8.1f}ms {ob * 1e3:13.1f}ms {ob / rb:6.2f}")
     print(f"{'total':<22} {tot['rf'] * 1e3:8.1f}ms {tot['of'] * 1e3:13.1f}ms {tot['of'] / tot['rf']:6.2f}   "
           f"{tot['rb'] * 1e3:8.1f}ms {tot['ob'] * 1e3:13.1f}ms {tot['ob'] / tot['rb']:6.2f}")
+    return _cuda_table(args.repeats)
+
+
+def _cuda_table(repeats: int) -> int:
+    """CUDA kernels vs the reference path on the first GPU (nothing without one)."""
     if torch.cuda.is_available():
         print("\nCUDA kernels vs reference on", torch.cuda.get_device_name(0))
         dev = torch.device("cuda")
         for label, shape, kw in cases(dev):
             x = torch.randn(shape, device=dev)
             with torch.no_grad():
-                tc = timeit(lambda: ops.upfirdn2d(x, impl="cuda", **kw), args.repeats)
-                tr = timeit(lambda: ops.upfirdn2d(x, impl="ref", **kw), args.repeats)
+                tc = timeit(lambda: ops.upfirdn2d(x, impl="cuda", **kw), repeats)
+                tr = timeit(lambda: ops.upfirdn2d(x, impl="ref", **kw), repeats)
             print(f"{label:<22} cuda {tc * 1e3:8.3f}ms  ref {tr * 1e3:8.3f}ms  ratio {tr / tc:6.2f}")
     return 0
 

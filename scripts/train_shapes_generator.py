@@ -30,6 +30,7 @@ from pathlib import Path
 import stylegan2_ops
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from nada.checkpoints import load_generator, save_generator
@@ -81,6 +82,40 @@ def batch_z(seed: int, step: int, n: int, z_dim: int) -> torch.Tensor:
     return torch.randn(n, z_dim, generator=g)
 
 
+def _render_step(job: tuple[int, int, int, int]) -> tuple[int, torch.Tensor, "np.ndarray"]:
+    seed, step, n, z_dim = job
+    torch.set_num_threads(1)
+    z = batch_z(seed, step, n, z_dim)
+    return step, z, render_from_z(z)
+
+
+def batches(seed: int, start: int, stop: int, size_of, z_dim: int, workers: int):
+    """Yield ``(step, z, uint8 renders)`` for steps ``start..stop-1``; with ``workers > 0`` a
+    process pool renders up to ``2 * workers`` steps ahead (the stream is the same either way: it
+    depends on the step alone). Close the generator to stop the pool."""
+    if workers <= 0:
+        for s in range(start, stop):
+            yield _render_step((seed, s, size_of(s), z_dim))
+        return
+    import collections
+    import multiprocessing as mp
+
+    pool = mp.get_context("spawn").Pool(workers)
+    pending: collections.deque = collections.deque()
+    nxt = start
+    try:
+        while True:
+            while nxt < stop and len(pending) < 2 * workers:
+                pending.append(pool.apply_async(_render_step, ((seed, nxt, size_of(nxt), z_dim),)))
+                nxt += 1
+            if not pending:
+                return
+            yield pending.popleft().get()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
 def _grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
 
@@ -104,21 +139,77 @@ def update_ema(ema: Generator, G: Generator, beta: float) -> None:
         be.copy_(b)
 
 
-def make_optimizer(G: Generator, lr: float, mapping_lr_boost: float, beta1: float = 0.0) -> torch.optim.Optimizer:
+def make_optimizer(G: Generator, lr: float, mapping_lr_boost: float, beta1: float = 0.0, head: nn.Module | None = None) -> torch.optim.Optimizer:
     """Adam; the mapping network (equalised lr x0.01) gets a boosted lr so it learns z -> factors
-    within a short regression run instead of the hundreds of thousands of GAN steps it assumes."""
+    within a short regression run instead of the hundreds of thousands of GAN steps it assumes.
+    The factor head (training only) shares the synthesis lr."""
     mapping = list(G.mapping.parameters())
     ids = {id(p) for p in mapping}
-    rest = [p for p in G.parameters() if id(p) not in ids]
+    rest = [p for p in G.parameters() if id(p) not in ids] + (list(head.parameters()) if head is not None else [])
     return torch.optim.Adam(
         [{"params": rest, "lr": lr}, {"params": mapping, "lr": lr * mapping_lr_boost}], betas=(beta1, 0.99), eps=1e-8
     )
 
 
-def save_state(path: Path, step: int, elapsed: float, G, ema, opt) -> None:
+class ShapeCritic(nn.Module):
+    """Small projection discriminator for 64 px images, conditioned on the shape label.
+
+    Its score is ``psi(phi(x)) + embed(y) . phi(x)``: real renders with their true shape score high,
+    and a generated image is penalised both for looking unreal (a blurred blob) and for looking like
+    a different shape than its latent's. It keeps training, so unlike a fixed classifier the
+    generator cannot satisfy it with an adversarial texture."""
+
+    def __init__(self, n_classes: int = 5, ch: int = 64) -> None:
+        super().__init__()
+        chans = [3, ch // 2, ch, 2 * ch, 2 * ch, 2 * ch]  # 64 -> 32 -> 16 -> 8 -> 4 px
+        layers: list[nn.Module] = []
+        for i in range(len(chans) - 1):
+            layers += [nn.Conv2d(chans[i], chans[i + 1], 3, padding=1), nn.LeakyReLU(0.2),
+                       nn.Conv2d(chans[i + 1], chans[i + 1], 3, padding=1, stride=2 if i < 4 else 1), nn.LeakyReLU(0.2)]
+        self.features = nn.Sequential(*layers, nn.Flatten(), nn.Linear(chans[-1] * 16, 2 * ch), nn.LeakyReLU(0.2))
+        self.out = nn.Linear(2 * ch, 1)
+        self.embed = nn.Embedding(n_classes, 2 * ch)
+        for m in self.modules():  # He init for lrelu: PyTorch's default shrinks the signal ~3x per layer
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, a=0.2)
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.out.weight, std=(1.0 / (2 * ch)) ** 0.5)
+        nn.init.normal_(self.embed.weight, std=(1.0 / (2 * ch)) ** 0.5)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.features(x)
+        return self.out(h).squeeze(1) + (self.embed(y) * h).sum(1)
+
+
+def critic_step(D: ShapeCritic, opt_d: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor,
+                y: torch.Tensor, r1_gamma: float) -> float:
+    """One non-saturating D update with an R1 penalty on the real renders; returns the D loss."""
+    real = real.detach().requires_grad_(r1_gamma > 0)
+    s_real = D(real, y)
+    loss = F.softplus(D(fake.detach(), y)).mean() + F.softplus(-s_real).mean()
+    if r1_gamma > 0:
+        (g,) = torch.autograd.grad(s_real.sum(), real, create_graph=True)
+        loss = loss + 0.5 * r1_gamma * g.square().sum((1, 2, 3)).mean()
+    opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_d.step()
+    return float(loss.detach())
+
+
+def shape_labels(z: torch.Tensor) -> torch.Tensor:
+    """Ground-truth shape index of each latent (``argmax(z[7:12])``, see generator_factors)."""
+    return z[:, 7:12].argmax(1)
+
+
+def save_state(path: Path, step: int, elapsed: float, G, ema, opt, head, D, opt_d) -> None:
     """Everything needed to resume exactly (the data stream is a function of the step)."""
     tmp = path.with_suffix(".tmp")
-    torch.save({"step": step, "elapsed": elapsed, "G": G.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict()}, tmp)
+    state = {"step": step, "elapsed": elapsed, "G": G.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict()}
+    if head is not None:
+        state["head"] = head.state_dict()
+    if D is not None:
+        state.update(D=D.state_dict(), opt_d=opt_d.state_dict())
+    torch.save(state, tmp)
     tmp.replace(path)
 
 
@@ -138,6 +229,9 @@ def export(ema: Generator, out: Path, step: int, args, seconds: float) -> Path:
         "batch": args.batch,
         "lr": args.lr,
         "beta1": args.beta1,
+        "shape_head": args.shape_head,
+        "adv": args.adv,
+        "r1_gamma": args.r1_gamma,
         "seed": args.seed,
         "train_seconds": round(seconds, 1),
         "factors": "nada.shapes.generator_factors.factors_from_z",
@@ -172,9 +266,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--mapping-lr-boost", type=float, default=30.0, help="mapping lr = lr x this")
     ap.add_argument("--beta1", type=float, default=0.0,
                     help="Adam momentum (0 = StyleGAN2's GAN setting; 0.9 halves the pixel error per step in regression)")
+    ap.add_argument("--shape-head", type=float, default=0.0,
+                    help="weight of an auxiliary linear shape classifier on w (training only): makes the mapping "
+                         "network encode the shape, which pixel losses alone barely reward")
+    ap.add_argument("--adv", type=float, default=0.0,
+                    help="weight of a shape-conditioned adversarial loss (ShapeCritic): pixel losses alone "
+                         "settle on the average of the shapes a latent might be, a blurred blob")
+    ap.add_argument("--r1-gamma", type=float, default=0.1, help="R1 penalty of the critic")
     ap.add_argument("--ema-beta", type=float, default=0.98)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="torch device for the networks (renders stay on the CPU)")
+    ap.add_argument("--workers", type=int, default=0, help="render-ahead processes (0 = render in the training loop)")
     ap.add_argument("--time-limit-min", type=float, default=45.0, help="stop (resumably) after this long")
     ap.add_argument("--ckpt-every-min", type=float, default=3.0)
     ap.add_argument("--run-dir", default="runs/shapes_generator")
@@ -197,12 +300,23 @@ def main(argv: list[str] | None = None) -> None:
     else:
         zero_fine_torgb(G, args.coarse_res)
     ema = copy.deepcopy(G).eval().requires_grad_(False)
-    opt = make_optimizer(G, args.lr, args.mapping_lr_boost, args.beta1)
+    device = torch.device(args.device)
+    G.to(device)
+    ema.to(device)
+    head = nn.Linear(G.w_dim, 5).to(device)
+    D = ShapeCritic().to(device)
+    opt_d = torch.optim.Adam(D.parameters(), lr=args.lr, betas=(0.0, 0.99), eps=1e-8)
+    opt = make_optimizer(G, args.lr, args.mapping_lr_boost, args.beta1, head if args.shape_head > 0 else None)
     step, elapsed = 0, 0.0
     if state_path.is_file() and not args.fresh:
         st = torch.load(state_path, map_location="cpu", weights_only=True)
         G.load_state_dict(st["G"])
         ema.load_state_dict(st["ema"])
+        if "head" in st:
+            head.load_state_dict(st["head"])
+        if "D" in st:
+            D.load_state_dict(st["D"])
+            opt_d.load_state_dict(st["opt_d"])
         opt.load_state_dict(st["opt"])
         step, elapsed = st["step"], st["elapsed"]
         for group, lr in zip(opt.param_groups, (args.lr, args.lr * args.mapping_lr_boost)):
@@ -214,26 +328,42 @@ def main(argv: list[str] | None = None) -> None:
 
     def checkpoint() -> None:
         total = elapsed + time.time() - t0
-        save_state(state_path, step, total, G, ema, opt)
-        export(ema, Path(args.out), step, args, total)
-        save_grid(ema, run_dir / "samples.png", args.seed)
+        save_state(state_path, step, total, G, ema, opt, head if args.shape_head > 0 else None,
+                   D if args.adv > 0 else None, opt_d)
+        ema_cpu = copy.deepcopy(ema).cpu()
+        export(ema_cpu, Path(args.out), step, args, total)
+        save_grid(ema_cpu, run_dir / "samples.png", args.seed)
 
     def on_term(signum, frame):  # SIGTERM (and SIGINT where a background shell ignores it)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
     bar = tqdm(total=args.steps, initial=step, desc="shapes G", dynamic_ncols=True)
+    stream = batches(args.seed, step, args.steps, lambda s: args.coarse_batch if phase_of(s, args) < 64 else args.batch,
+                     G.z_dim, args.workers)
     try:
         while step < args.steps:
             res = phase_of(step, args)
-            n = args.coarse_batch if res < 64 else args.batch
-            z = batch_z(args.seed, step, n, G.z_dim)
-            target = to_tensor(render_from_z(z))
+            _, z, rendered = next(stream)
+            z = z.to(device)
+            target = to_tensor(rendered).to(device)
             if res < 64:
                 target = F.avg_pool2d(target, 64 // res)
             ws = G.mapping(z, update_w_avg=True)
             img = synthesize(G, ws, res)
             loss, parts = regression_loss(img, target, coarse=res < 64)
+            if args.shape_head > 0:
+                ce = F.cross_entropy(head(ws[:, 0]), shape_labels(z))
+                loss = loss + args.shape_head * ce
+                parts["ce"] = float(ce)
+            if args.adv > 0 and res == 64:
+                y = shape_labels(z)
+                parts["d"] = critic_step(D, opt_d, target, img, y, args.r1_gamma)
+                D.requires_grad_(False)
+                g_adv = F.softplus(-D(img, y)).mean()
+                D.requires_grad_(True)
+                loss = loss + args.adv * g_adv
+                parts["g_adv"] = float(g_adv)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -251,6 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         log.info("interrupted at step %d; saving a resumable checkpoint", step)
     finally:
+        stream.close()
         bar.close()
         checkpoint()
     log.info("wrote %s (step %d, %.1f min in total)", args.out, step, (elapsed + time.time() - t0) / 60)
