@@ -48,7 +48,7 @@ class RandomOpenClip:
 
     def encode_text(self, texts):
         with torch.no_grad():
-            return F.normalize(self.model.encode_text(self.tokenizer(texts)).float(), dim=-1)
+            return F.normalize(self.model.encode_text(self.tokenizer(texts).to(self.mean.device)).float(), dim=-1)
 
     def unknown_words(self, text):
         return []

@@ -63,7 +63,10 @@ def _run_selfcheck(device: torch.device) -> None:
     index = device.index if device.index is not None else torch.cuda.current_device()
     _in_selfcheck = True
     try:
-        ok, detail = run_selfcheck(torch.device("cuda", index))
+        # The first kernel call may come from a no_grad / inference_mode / autocast region (sampling,
+        # the layer search's frozen twin); the check needs gradients and full precision regardless.
+        with torch.inference_mode(False), torch.enable_grad(), torch.autocast("cuda", enabled=False):
+            ok, detail = run_selfcheck(torch.device("cuda", index))
     except Exception as exc:  # a crash in the kernels counts as a failed check
         ok, detail = False, f"self-check raised {type(exc).__name__}: {exc}"
     finally:

@@ -1,6 +1,7 @@
 """The CUDA kernels: the extension builds here (slow; needs nvcc and a CUDA build of torch),
 and on a GPU they match the reference forward and backward in fp32 and fp16."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,7 @@ def test_extension_builds_and_imports(tmp_path):
         "t = time.time(); m = p.build(); print('BUILD', time.time() - t)\n"
         "assert hasattr(m, 'upfirdn2d') and hasattr(m, 'bias_act')\n"
     )
-    env = {"TORCH_EXTENSIONS_DIR": str(tmp_path), "TORCH_CUDA_ARCH_LIST": "9.0", "PATH": "/usr/local/cuda/bin:/usr/bin:/bin"}
+    env = {"TORCH_EXTENSIONS_DIR": str(tmp_path), "TORCH_CUDA_ARCH_LIST": "9.0", "PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/cuda/bin", os.environ.get("PATH", "")])}  # ninja lives beside python
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=3000)
     assert first.returncode == 0, first.stderr[-3000:]
     built = [p for p in tmp_path.iterdir() if p.is_dir() and p.name.startswith(_plugin.EXT_NAME)]
@@ -98,3 +99,31 @@ def test_selfcheck_passes_on_gpu():
 
     ok, detail = run_selfcheck(torch.device("cuda"))
     assert ok, detail
+
+
+def test_selfcheck_runs_with_gradients_even_from_no_grad(monkeypatch):
+    """The first CUDA call often comes from sampling code under no_grad or inference_mode; the
+    self-check compares backward passes, so it must still see gradients enabled (this broke on a
+    GPU once: the check 'failed' and the kernels were disabled for the whole training run)."""
+    import warnings
+
+    from stylegan2_ops import _dispatch, _selfcheck
+
+    seen = []
+
+    def fake_check(device):
+        x = torch.ones(2, requires_grad=True)
+        (x * 3).sum().backward()  # raises if grad mode is off or x is an inference tensor
+        seen.append((torch.is_grad_enabled(), torch.is_inference_mode_enabled(), float(x.grad[0])))
+        return True, "ok"
+
+    monkeypatch.setattr(_selfcheck, "run_selfcheck", fake_check)
+    monkeypatch.setattr(_dispatch, "selfcheck_results", {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a failed check would warn
+        with torch.no_grad():
+            _dispatch._run_selfcheck(torch.device("cuda", 0))
+        with torch.inference_mode():
+            _dispatch._run_selfcheck(torch.device("cuda", 1))
+    assert seen == [(True, False, 3.0), (True, False, 3.0)]
+    assert _dispatch.selfcheck_results[0][0] and _dispatch.selfcheck_results[1][0]
