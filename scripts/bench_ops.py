@@ -126,6 +126,16 @@ def _cuda_table(repeats: int) -> int:
                 tc = timeit(lambda: ops.upfirdn2d(x, impl="cuda", **kw), repeats)
                 tr = timeit(lambda: ops.upfirdn2d(x, impl="ref", **kw), repeats)
             print(f"{label:<22} cuda {tc * 1e3:8.3f}ms  ref {tr * 1e3:8.3f}ms  ratio {tr / tc:6.2f}")
+        for res, ch in ((128, 512), (256, 256), (512, 128)):  # bias + lrelu after each conv, fwd+bwd
+            x = torch.randn(2, ch, res, res, device=dev, requires_grad=True)
+            b = torch.randn(ch, device=dev, requires_grad=True)
+
+            def run(impl):
+                y = ops.bias_act(x, b, act="lrelu", clamp=256.0, impl=impl)
+                y.backward(torch.ones_like(y))
+                x.grad = b.grad = None
+            tc, tr = timeit(lambda: run("cuda"), repeats), timeit(lambda: run("ref"), repeats)
+            print(f"{f'bias_act f+b {ch}x{res}²':<22} cuda {tc * 1e3:8.3f}ms  ref {tr * 1e3:8.3f}ms  ratio {tr / tc:6.2f}")
     return 0
 
 
