@@ -42,8 +42,8 @@ def train_job(source, target, generator, clip, iters, k, progress=None):
             generator=generator.strip() or "shapes",
             clip=tuple(s.strip() for s in clip.split(",") if s.strip()),
             iters=int(iters),
-            auto_layer_k=int(k),
             out=str(out),
+            **({"auto_layer_k": int(k)} if int(k) > 0 else {}),  # 0: nada's default layer choice
         )
         result = train(cfg)
     except NadaError as exc:
@@ -101,7 +101,7 @@ def build_app():
                 clip = gr.Textbox(value="", label="CLIP models, comma-separated (empty = default)")
             with gr.Row():
                 iters = gr.Slider(10, 1000, value=300, step=10, label="iterations")
-                k = gr.Slider(1, 18, value=2, step=1, label="layers unfrozen per step (k)")
+                k = gr.Slider(0, 18, value=0, step=1, label="layers unfrozen per step (k; 0 = default)")
             go = gr.Button("Train", variant="primary")
             status = gr.Markdown()
             sample = gr.Image(label="last frozen-vs-adapted sample grid")

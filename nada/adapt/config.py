@@ -20,6 +20,13 @@ OFFICIAL_CLIP = ("ViT-B-32:openai", "ViT-B-16:openai")
 # betas (0 ** reg_ratio, 0.99 ** reg_ratio) with reg_ratio = 4/5 (lazy-regularisation ratio).
 G_REG_RATIO = 4 / 5
 
+# Measured best on the shapes world (README table): train only the fine ("texture") layers, no
+# layer search, at lr 0.01. Used when nothing about layers, k, the search or lr is chosen.
+SHAPES_DEFAULT_LAYERS = "texture"
+SHAPES_DEFAULT_LR = 0.01
+OFFICIAL_LR = 0.002
+DEFAULT_K = 2
+
 _K_FRACTION = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
 # Named presets: option values taken together. Explicit options override a preset's values.
@@ -57,15 +64,15 @@ class TrainConfig:
     # --- schedule ------------------------------------------------------------------------
     iters: int = 300                         # training iterations
     batch: int = 2                           # latents per iteration (official 2)
-    lr: float = 0.002                        # base learning rate (official); Adam uses lr·4/5
+    lr: float | None = None                  # base lr; Adam uses lr·4/5. None: 0.01 on the shapes default, else 0.002 (official)
     mixing: float = 0.0                      # style-mixing probability of training latents (official 0)
     truncation: float = 1.0                  # truncation psi of training latents (official 1 = none)
     noise_mode: str = "random"               # 'random': one shared noise draw per step for both twins; 'const'
     seed: int = 0                            # seed of every random draw of the run
     # --- which layers learn --------------------------------------------------------------
-    layers: str | None = None                # layer spec (names, globs b8.*, presets); None = all conv layers
+    layers: str | None = None                # layer spec (names, globs b8.*, presets); None = 'texture' on the shapes default, else all conv layers
     auto_layer_iters: int | None = None      # W+ search steps per iteration; 0 = off; None = 0 with layers, else 1
-    auto_layer_k: int | str = 2              # style indices unfrozen per step: int, 'N/M' of num_ws, or 'all'
+    auto_layer_k: int | str | None = None    # style indices unfrozen per step: int, 'N/M' of num_ws, or 'all'; None = 2
     auto_layer_batch: int = 8                # latents in the layer search (official 8)
     auto_layer_lr: float = 0.01              # SGD lr of the W+ search (official)
     auto_layer_every: int = 1                # search every N iterations, reuse the choice between (official 1)
@@ -92,6 +99,15 @@ class TrainConfig:
 
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r}", f"choose one of {', '.join(PRESETS)}")
+        # The shapes-world default: nothing about layers, k, the search or lr chosen (nor a preset).
+        shapes_default = (self.preset == "default" and self.generator == SHAPES and self.layers is None
+                          and self.auto_layer_iters is None and self.auto_layer_k is None)
+        if shapes_default:
+            put("layers", SHAPES_DEFAULT_LAYERS)
+        if self.lr is None:
+            put("lr", SHAPES_DEFAULT_LR if shapes_default else OFFICIAL_LR)
+        if self.auto_layer_k is None:
+            put("auto_layer_k", DEFAULT_K)
         put("clip", tuple(str(c) for c in self.clip))
         if not self.clip:
             put("clip", (SHAPES,) if self.generator == SHAPES else OFFICIAL_CLIP)

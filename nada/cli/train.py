@@ -47,20 +47,22 @@ def register(sub, name: str) -> None:
            "search, all conv layers), improve-shape (notebook: k=int(2·num_ws/3), mixing 0.9)")
     a("--iters", type=int, default=None, help="training iterations (default: 300; with --resume: the run's)")
     a("--batch", type=int, default=2, help="latents per iteration (default: 2, official)")
-    a("--lr", type=float, default=0.002,
-      help="base learning rate (default: 0.002, official); Adam runs at lr·4/5 with betas (0, 0.99^(4/5)) "
-           "as the official StyleGAN2 generator optimiser")
+    a("--lr", type=float, default=None,
+      help="base learning rate (default: 0.002, official; 0.01 with the shapes-world layer default, "
+           "shapes); Adam runs at lr·4/5 with betas (0, 0.99^(4/5)) as the official StyleGAN2 generator optimiser")
     a("--mixing", type=float, default=None, help="style-mixing probability (default: 0, official)")
     a("--truncation", type=float, default=1.0, help="truncation psi of training latents (default: 1, official)")
     a("--noise-mode", choices=["random", "const"], default="random",
       help="random: one noise draw per step shared by both twins (default); const: stored noise")
     a("--layers", default=None,
       help="train these layers: names, globs or presets, e.g. b4.conv1,b8.* or texture/shape/all "
-           "(default: every conv layer; turns the layer search off unless --auto-layer-iters is given, "
-           "then the search picks among them)")
+           "(default: every conv layer with the layer search, official; on the shapes world with no "
+           "--layers/--auto-layer-*/--preset: 'texture' without the search, shapes: the only setting measured "
+           "to reach sketch and pixel art while keeping the shapes. A --layers turns the search off unless "
+           "--auto-layer-iters is given, then the search picks among them)")
     a("--auto-layer-k", type=_k, default=None,
       help="style indices unfrozen per step: N, a fraction of num_ws like 2/3, or all "
-           "(default: 2, shapes: met the most quality targets over sketch, neon and pixel art; the official default is 1)")
+           "(default: 2, the best k measured on the shapes world; the official default is 1)")
     a("--auto-layer-iters", type=int, default=None,
       help="W+ optimisation steps of the layer search, 0 = off (default: 1, official; 0 with --layers)")
     a("--auto-layer-batch", type=int, default=None, help="latents in the layer search (default: 8, official)")
