@@ -1,8 +1,12 @@
 """Train the shapes-world StyleGAN2 (``shapes-64`` preset) on the ``photo`` style; ship it to ``pretrained/``.
 
-    python scripts/train_shapes_generator.py [--steps 2000] [--coarse-steps 400] [--batch 16] [--seed 0]
-        [--time-limit-min 45] [--run-dir runs/shapes_generator] [--out pretrained/shapes_generator.safetensors]
+    python scripts/train_shapes_generator.py [--steps 12000] [--coarse-steps 1000] [--batch 16] [--seed 0]
+        [--time-limit-min 55] [--run-dir runs/shapes_generator] [--out pretrained/shapes_generator.safetensors]
         [--init G.safetensors] [--device cuda --workers 14 --batch 128]
+
+The defaults train from scratch on 2 CPU cores in 46 min (measured 2026-11-26: on 1,000 fresh
+latents the oracle finds photo 100%, the shape 77.7%, the colour 84.6%, the centre within 0.94 px).
+The shipped weights went further (4 stages, 9 minutes of them on a GPU; see pretrained/MANIFEST.json).
 
 On a GPU the renderer is the bottleneck: ``--workers N`` renders ahead in N processes (an H200
 with 14 workers ran 41 steps/s at batch 128; 2 CPU cores run ~4 steps/s at batch 16).
@@ -212,13 +216,13 @@ def phase_of(step: int, args) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=2000, help="total optimisation steps")
-    ap.add_argument("--coarse-steps", type=int, default=400, help="first steps train only the coarse image")
+    ap.add_argument("--steps", type=int, default=12000, help="total optimisation steps")
+    ap.add_argument("--coarse-steps", type=int, default=1000, help="first steps train only the coarse image")
     ap.add_argument("--coarse-res", type=int, default=16, help="resolution of the coarse phase")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--coarse-batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=0.003)
-    ap.add_argument("--mapping-lr-boost", type=float, default=30.0, help="mapping lr = lr x this")
+    ap.add_argument("--mapping-lr-boost", type=float, default=100.0, help="mapping lr = lr x this")
     ap.add_argument("--beta1", type=float, default=0.9,
                     help="Adam momentum (0 is StyleGAN2's GAN setting; 0.9 halves the pixel error per step in regression)")
     ap.add_argument("--shape-head", type=float, default=0.5,
@@ -229,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="torch device for the networks (renders stay on the CPU)")
     ap.add_argument("--workers", type=int, default=0, help="render-ahead processes (0 = render in the training loop)")
-    ap.add_argument("--time-limit-min", type=float, default=45.0, help="stop (resumably) after this long")
+    ap.add_argument("--time-limit-min", type=float, default=55.0, help="stop (resumably) after this long")
     ap.add_argument("--ckpt-every-min", type=float, default=3.0)
     ap.add_argument("--run-dir", default="runs/shapes_generator")
     ap.add_argument("--out", default="pretrained/shapes_generator.safetensors")
