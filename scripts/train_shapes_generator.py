@@ -175,8 +175,8 @@ def save_state(path: Path, step: int, elapsed: float, G, ema, opt, head) -> None
 
 
 def export(ema: Generator, out: Path, step: int, args, seconds: float) -> Path:
-    """EMA weights with ``w_avg`` measured on 10,000 latents, in nada's safetensors format."""
-    G = copy.deepcopy(ema).eval()
+    """EMA weights (a CPU copy) with ``w_avg`` measured on 10,000 latents, in nada's safetensors format."""
+    G = copy.deepcopy(ema).cpu().eval()
     G.mapping.estimate_w_avg(10_000, generator=torch.Generator().manual_seed(args.seed + 7))
     meta = {
         "producer": "scripts/train_shapes_generator.py",
@@ -202,7 +202,8 @@ def export(ema: Generator, out: Path, step: int, args, seconds: float) -> Path:
 @torch.no_grad()
 def save_grid(ema: Generator, path: Path, seed: int) -> None:
     z = batch_z(seed + 99, 0, 16, ema.z_dim)
-    rows = [render_from_z(z), to_uint8(ema(z, noise_mode="const")), to_uint8(ema(z, truncation_psi=0.7, noise_mode="const"))]
+    zd = z.to(ema.mapping.w_avg.device)
+    rows = [render_from_z(z), to_uint8(ema(zd, noise_mode="const")), to_uint8(ema(zd, truncation_psi=0.7, noise_mode="const"))]
     import numpy as np
     from PIL import Image
 
@@ -258,14 +259,14 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     G.to(device)
     ema.to(device)
-    head = nn.Linear(G.w_dim, 5).to(device)
-    opt = make_optimizer(G, args.lr, args.mapping_lr_boost, args.beta1, head if args.shape_head > 0 else None)
+    head = nn.Linear(G.w_dim, 5).to(device) if args.shape_head > 0 else None
+    opt = make_optimizer(G, args.lr, args.mapping_lr_boost, args.beta1, head)
     step, elapsed = 0, 0.0
     if state_path.is_file() and not args.fresh:
         st = torch.load(state_path, map_location="cpu", weights_only=True)
         G.load_state_dict(st["G"])
         ema.load_state_dict(st["ema"])
-        if "head" in st:
+        if head is not None and "head" in st:
             head.load_state_dict(st["head"])
         opt.load_state_dict(st["opt"])
         step, elapsed = st["step"], st["elapsed"]
@@ -278,10 +279,9 @@ def main(argv: list[str] | None = None) -> None:
 
     def checkpoint() -> None:
         total = elapsed + time.time() - t0
-        save_state(state_path, step, total, G, ema, opt, head if args.shape_head > 0 else None)
-        ema_cpu = copy.deepcopy(ema).cpu()
-        export(ema_cpu, Path(args.out), step, args, total)
-        save_grid(ema_cpu, run_dir / "samples.png", args.seed)
+        save_state(state_path, step, total, G, ema, opt, head)
+        export(ema, Path(args.out), step, args, total)
+        save_grid(ema, run_dir / "samples.png", args.seed)
 
     def on_term(signum, frame):  # SIGTERM (and SIGINT where a background shell ignores it)
         raise KeyboardInterrupt
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
             ws = G.mapping(z, update_w_avg=True)
             img = synthesize(G, ws, res)
             loss, parts = regression_loss(img, target, coarse=res < 64)
-            if args.shape_head > 0:
+            if head is not None:
                 ce = F.cross_entropy(head(ws[:, 0]), shape_labels(z))
                 loss = loss + args.shape_head * ce
                 parts["ce"] = float(ce)

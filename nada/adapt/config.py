@@ -21,7 +21,8 @@ OFFICIAL_CLIP = ("ViT-B-32:openai", "ViT-B-16:openai")
 G_REG_RATIO = 4 / 5
 
 # Measured best on the shapes world (README table): train only the fine ("texture") layers, no
-# layer search, at lr 0.01. Used when nothing about layers, k, the search or lr is chosen.
+# layer search, at lr 0.01 (unless --lr is given). Used on the shapes generator when neither
+# --layers, --auto-layer-k, --auto-layer-iters nor a preset is chosen.
 SHAPES_DEFAULT_LAYERS = "texture"
 SHAPES_DEFAULT_LR = 0.01
 OFFICIAL_LR = 0.002
