@@ -220,10 +220,12 @@ def test_frozen_twin_never_changes(gen_path, tmp_path):
     assert any(not torch.equal(before_frozen[k], v) for k, v in prep.twin.trainable.state_dict().items())
 
 
-@pytest.mark.parametrize("every", [1, 3])  # 3: the layer choice made before the stop is reused after it
-def test_resume_equals_uninterrupted(gen_path, tmp_path, every):
+@pytest.mark.parametrize("every, patch", [(1, 0.0), (3, 0.0), (1, 0.5)])
+def test_resume_equals_uninterrupted(gen_path, tmp_path, every, patch):
+    # every=3: the layer choice made before the stop is reused after it; patch: the patch
+    # positions come from the run's RNG, which the checkpoint restores
     kw = dict(iters=4, mixing=0.5, auto_layer_k=2, auto_layer_batch=2, sample_every=0, save_every=0,
-              auto_layer_every=every)
+              auto_layer_every=every, lambda_patch=patch)
     full = train(run_cfg(gen_path, tmp_path / "full", **kw), objective())
     part = train(run_cfg(gen_path, tmp_path / "part", **{**kw, "iters": 2}), objective())
     assert part.iterations == 2
@@ -317,3 +319,25 @@ def test_shapes_world_run_ends_with_eval(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="names no style"):  # checked before any work
         train(cfg.replace(out=str(tmp_path / "run2"), target="teapot"), objective("teapot"))
     assert not (tmp_path / "run2").exists()
+
+
+def test_patch_term_is_the_directional_loss_on_matching_crops():
+    from nada.guidance.losses import directional_loss, random_patches
+    from nada.adapt.objective import PATCH_FRACTION, PATCHES_PER_IMAGE
+
+    obj = objective()
+    g = torch.Generator().manual_seed(3)
+    frozen, edited = torch.rand(2, 3, 3, 16, 16, generator=g) * 2 - 1
+    terms = obj.losses(frozen, edited, {"direction": 1.0, "patch": 1.0}, rng=torch.Generator().manual_seed(7))
+    src, ed = random_patches(frozen, edited, PATCHES_PER_IMAGE, PATCH_FRACTION, torch.Generator().manual_seed(7))
+    assert src.shape == (3 * PATCHES_PER_IMAGE, 3, 8, 8)
+    expect = sum(w * directional_loss(enc.encode_image(src), enc.encode_image(ed), d)
+                 for enc, w, d in zip(obj.encoders, obj.weights, obj.direction))
+    torch.testing.assert_close(terms["patch"], expect)
+    # crops sit at the same places in both batches: an unchanged image gives the "no edit" loss 1
+    same = obj.losses(frozen, frozen.clone(), {"patch": 1.0}, rng=torch.Generator().manual_seed(7))["patch"]
+    torch.testing.assert_close(same, torch.tensor(1.5))  # weights 1 + 0.5, distance 1 each
+    # the term trains: its gradient reaches the edited images
+    edited.requires_grad_(True)
+    obj.losses(frozen, edited, {"patch": 1.0}, rng=torch.Generator().manual_seed(7))["patch"].backward()
+    assert edited.grad.abs().sum() > 0

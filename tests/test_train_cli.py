@@ -93,9 +93,9 @@ SIGINT_SCRIPT = textwrap.dedent("""
             self.inner = objective()
         def global_loss(self, img):
             return self.inner.global_loss(img)
-        def losses(self, a, b, w):
+        def losses(self, a, b, w, rng=None):
             time.sleep(0.3)
-            return self.inner.losses(a, b, w)
+            return self.inner.losses(a, b, w, rng)
 
     cfg = TrainConfig(out={out!r}, generator={gen!r}, clip=("standin",), target="sketch", iters={iters},
                       resume={resume}, sample_every=0, save_every=0, quiet=True, device="cpu", auto_layer_batch=2)

@@ -18,9 +18,16 @@ from .config import TrainConfig
 
 log = logging.getLogger(__name__)
 
+# The patch loss: this many square crops per image, of this fraction of the image side, cut at the
+# same places from the frozen and the trained image; each pair is scored like a whole image by the
+# directional loss against the target direction.
+PATCHES_PER_IMAGE = 4
+PATCH_FRACTION = 0.5
+
 
 class ClipObjective:
-    """Global, directional and embedding-norm CLIP losses summed over encoders with weights."""
+    """Global, directional, embedding-norm, manifold and patch CLIP losses summed over encoders
+    with weights."""
 
     def __init__(
         self,
@@ -71,9 +78,6 @@ class ClipObjective:
         a model doesn't know) and fix the target direction; style images need the ``twin``."""
         from ..guidance import load_clip
 
-        if cfg.lambda_patch > 0:
-            raise ConfigError("--lambda-patch > 0: the patch loss is not available in this build",
-                              "set it to 0 (directional, global, norm and manifold losses are)")
         if cfg.lambda_manifold > 0 and cfg.target is None:
             raise ConfigError("--lambda-manifold needs a --target text", "set it to 0 with --style-images")
         encoders = [load_clip(spec, device) for spec in cfg.clip]
@@ -106,11 +110,12 @@ class ClipObjective:
 
         return self._weighted(lambda i, enc: global_clip_loss(enc.encode_image(img), self.target_feat[i]))
 
-    def losses(self, frozen_img: torch.Tensor, train_img: torch.Tensor, weights: dict[str, float]) -> dict[str, torch.Tensor]:
-        from ..guidance.losses import directional_loss, embedding_norm_loss, global_clip_loss, manifold_angle_loss
+    def losses(self, frozen_img: torch.Tensor, train_img: torch.Tensor, weights: dict[str, float],
+               rng: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Unweighted terms for each positive weight; ``rng`` (CPU) places the patches."""
+        from ..guidance.losses import (
+            directional_loss, embedding_norm_loss, global_clip_loss, manifold_angle_loss, random_patches)
 
-        if weights.get("patch", 0) > 0:
-            raise ConfigError("the patch loss is not available in this build", "set --lambda-patch 0")
         need = {k for k, w in weights.items() if w > 0}
         feats = []
         for enc, w in zip(self.encoders, self.weights):
@@ -141,7 +146,18 @@ class ClipObjective:
                 raise ConfigError("the manifold loss needs a --target text", "set --lambda-manifold 0")
             out["manifold"] = pick(lambda i, f0, f1: manifold_angle_loss(
                 f0, f1, self.source_feat[i].to(f1.device), self.target_feat[i].to(f1.device)))
+        if "patch" in need:
+            src, edit = random_patches(frozen_img, train_img, PATCHES_PER_IMAGE, PATCH_FRACTION, rng)
+
+            def patch_term(i: int, enc) -> torch.Tensor:
+                with torch.no_grad():
+                    f0 = enc.encode_image(src).float()
+                f1 = enc.encode_image(edit).float()
+                return directional_loss(f0, f1, self.direction[i].to(f1.device))
+
+            out["patch"] = self._weighted(patch_term)
         return out
+
 
 def load_style_images(folder: str, device: torch.device | None = None) -> torch.Tensor:
     """Every image in ``folder`` as one [N, 3, S, S] tensor in [-1, 1] (S = the smallest side

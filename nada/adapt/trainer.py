@@ -39,9 +39,11 @@ class Objective(Protocol):
     def global_loss(self, img: torch.Tensor) -> torch.Tensor:
         """Scalar global CLIP loss of images towards the target (used by the layer search)."""
 
-    def losses(self, frozen_img: torch.Tensor, train_img: torch.Tensor, weights: dict[str, float]) -> dict[str, torch.Tensor]:
+    def losses(self, frozen_img: torch.Tensor, train_img: torch.Tensor, weights: dict[str, float],
+               rng: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Unweighted scalar loss terms for every name in ``weights`` with a positive weight
-        (``direction``, ``global``, ``norm``, ``manifold``, ``patch``)."""
+        (``direction``, ``global``, ``norm``, ``manifold``, ``patch``); random choices (patch
+        positions) draw from ``rng``, the run's CPU generator, so that resume stays exact."""
 
 
 @dataclass
@@ -206,7 +208,7 @@ class Trainer:
         noise = self.twin.make_noise(cfg.batch, self.rng) if cfg.noise_mode == "random" else None
         frozen_img = self.twin.forward_frozen(ws, noise)
         train_img = self.twin.forward_trainable(ws, noise)
-        terms = self.objective.losses(frozen_img, train_img, self.weights)
+        terms = self.objective.losses(frozen_img, train_img, self.weights, rng=self.rng)
         loss = sum(self.weights[name] * value for name, value in terms.items())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -72,7 +72,8 @@ def register(sub, name: str) -> None:
     a("--lambda-global", type=float, default=0.0, help="global CLIP loss weight (default: 0, official)")
     a("--lambda-norm", type=float, default=0.0, help="CLIP embedding-norm loss weight (default: 0)")
     a("--lambda-manifold", type=float, default=0.0, help="manifold angle loss weight (default: 0, official)")
-    a("--lambda-patch", type=float, default=0.0, help="patch directional loss weight (default: 0, official)")
+    a("--lambda-patch", type=float, default=0.0, help="patch directional loss weight: the directional loss on 4 random crops per image "
+      "(half the image side) cut at the same places from both twins (default: 0, official)")
     a("--out", default="runs/nada", help="run directory (default: runs/nada)")
     a("--overwrite", action="store_true", help="replace an existing run directory")
     a("--resume", default=None, metavar="RUN_DIR",
