@@ -14,6 +14,8 @@ def status_report(run_selfcheck: bool = False) -> list[tuple[str, str]]:
     from . import _dispatch, _plugin
 
     rows = [("ops mode (NADA_OPS)", _dispatch.mode())]
+    if _dispatch.mode() == "auto":
+        rows.append(("auto-mode kernels", ", ".join(sorted(_dispatch.AUTO_KERNELS)) + " (other ops: reference)"))
     rows.append(("CUDA ops", _plugin.build_state()))
     if run_selfcheck:
         import torch

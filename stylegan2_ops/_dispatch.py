@@ -1,9 +1,10 @@
 """Choosing between the CUDA kernels and the reference path.
 
-``NADA_OPS=auto|cuda|ref`` (default ``auto``): in auto mode CUDA tensors use the kernels when
-they build and pass a self-check on their device; everything else uses the reference. The
-decision is made per call from cached state: a failed build or self-check is recorded once and
-never retried in the same process.
+``NADA_OPS=auto|cuda|ref`` (default ``auto``): in auto mode CUDA tensors use an op's kernel
+when the op is in ``AUTO_KERNELS`` and the kernels build and pass a self-check on their device;
+everything else uses the reference. ``cuda`` forces the kernels of every op. The decision is
+made per call from cached state: a failed build or self-check is recorded once and never
+retried in the same process.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ import torch
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "cuda", "ref")
+
+# Ops whose kernel auto mode prefers on CUDA tensors. upfirdn2d is left out: on an H200 its
+# kernel (one thread per output sample, no tiling) was 1.5-3.0x slower than the reference path's
+# cuDNN strided/transposed convolutions on StyleGAN2's feature maps (README, scripts/bench_ops.py
+# --cuda-only); NADA_OPS=cuda still runs it.
+AUTO_KERNELS = frozenset({"bias_act"})
 
 # device index -> (passed: bool, detail: str), filled by the self-check on first use
 selfcheck_results: dict[int, tuple[bool, str]] = {}
@@ -46,6 +53,8 @@ def use_cuda(x: torch.Tensor, impl: str | None, op: str) -> bool:
     if m == "cuda":
         _plugin.get_plugin(strict=True)
         return True
+    if op not in AUTO_KERNELS:
+        return False
     if _plugin.get_plugin(strict=False) is None:
         return False
     if _in_selfcheck:

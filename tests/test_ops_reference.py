@@ -274,3 +274,25 @@ def test_separable_fast_path_is_taken_and_agrees_with_the_convolution_path(monke
         monkeypatch.setattr(_separable, "upfirdn2d_separable", lambda *a: calls.append(1) or real(*a))
         assert (fast - slow).abs().max().item() < 1e-12, kw
     assert len(calls) == len(cases)
+
+
+def test_auto_mode_picks_kernels_per_op(monkeypatch):
+    """On a CUDA tensor, auto runs the bias_act kernel but the reference upfirdn2d (measured faster
+    on GPU); NADA_OPS=cuda forces both; CPU tensors never take a kernel. (No GPU needed: the
+    dispatcher only reads the tensor's device, the plugin and the cached self-check.)"""
+    from types import SimpleNamespace
+
+    from stylegan2_ops import _dispatch, _plugin
+
+    monkeypatch.setattr(_plugin, "get_plugin", lambda strict=False: object())
+    monkeypatch.setattr(_dispatch, "selfcheck_results", {0: (True, "ok")})
+    gpu = SimpleNamespace(device=torch.device("cuda", 0))
+    monkeypatch.setenv("NADA_OPS", "auto")
+    assert _dispatch.use_cuda(gpu, None, "bias_act")
+    assert not _dispatch.use_cuda(gpu, None, "upfirdn2d")
+    assert not _dispatch.use_cuda(torch.zeros(1), None, "bias_act")
+    monkeypatch.setattr(_dispatch, "selfcheck_results", {0: (False, "mismatch")})
+    assert not _dispatch.use_cuda(gpu, None, "bias_act")  # a failed self-check disables kernels
+    monkeypatch.setenv("NADA_OPS", "cuda")
+    assert _dispatch.use_cuda(gpu, None, "upfirdn2d") and _dispatch.use_cuda(gpu, None, "bias_act")
+    assert not _dispatch.use_cuda(gpu, "ref", "bias_act")
