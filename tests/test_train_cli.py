@@ -138,7 +138,8 @@ def test_sigint_leaves_resumable_checkpoint(tmp_path, gen_path):
 @pytest.mark.slow
 def test_full_size_formats_through_cli(tmp_path):
     """A random-weight 256² config-f generator in rosinality format + a random-weight open_clip
-    ViT-B-32 (weights file) train for 2 iterations through the CLI."""
+    ViT-B-32 (weights file) train for 2 iterations through the CLI, with the patch loss (128²
+    crops resized by the CLIP preprocessing)."""
     pytest.importorskip("nada.guidance")
     open_clip = pytest.importorskip("open_clip")
     from nada.checkpoints import export_rosinality, load_generator
@@ -151,10 +152,12 @@ def test_full_size_formats_through_cli(tmp_path):
     out = tmp_path / "run"
     rc = main(["train", "--generator", str(gen), "--clip", f"ViT-B-32:{clip_w}", "--target", "sketch",
                "--iters", "2", "--auto-layer-batch", "2", "--sample-seeds", "0-1", "--out", str(out),
+               "--lambda-patch", "0.5",
                "--quiet", "--device", "cpu"])
     assert rc == 0
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in records] == [1, 2]
+    assert all(0 <= r["loss_patch"] <= 2 and r["loss"] > r["loss_direction"] for r in records)
     adapted = load_generator(out / "generator_rosinality.pt").generator
     assert adapted.img_resolution == 256
     source = load_generator(gen).generator.state_dict()
