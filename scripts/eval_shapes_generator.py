@@ -6,7 +6,9 @@
 On ``--n`` fresh latents (from ``torch.Generator`` seeded ``--seed``, disjoint from training's
 stream) at psi 1 and psi 0.7, the oracle judges G(z): share classified ``photo``, shape agreement
 with ``factors_from_z`` ground truth, mean centre error (px), colour-bucket agreement, and the
-pixel error against the exact render. Smoothness: along 16-step z lerps between seed pairs, the
+pixel error against the exact render, and shape agreement by the latent's distance to a shape
+boundary (margin = top minus runner-up of ``z[7:12]``; a smooth generator blends the two shapes
+near a boundary, so that is where its errors gather). Smoothness: along 16-step z lerps between seed pairs, the
 largest per-step change of the oracle's centre (px) and hue (deg), next to the same figures for
 the exact renders along the same path (which jump only where the discrete shape flips).
 """
@@ -28,6 +30,9 @@ from nada.shapes.oracle import load_oracle
 from nada.shapes.renderer import SHAPES, STYLES, image_grid, to_tensor, to_uint8
 
 
+MARGIN_BINS = ((0.0, 0.2), (0.2, 0.4), (0.4, float("inf")))
+
+
 def _hue_step(h: torch.Tensor) -> torch.Tensor:
     d = (h[1:] - h[:-1]).abs() % 360.0
     return torch.minimum(d, 360.0 - d)
@@ -45,7 +50,14 @@ def measure(G, oracle, n: int, seed: int, psi: float) -> dict[str, float]:
         shape = torch.tensor([SHAPES.index(f.shape) for f in fs])
         centre = torch.tensor([[f.cx, f.cy] for f in fs], dtype=torch.float32)
         colour = torch.tensor([f.colour for f in fs])
-        out["shape_agree"] = float((p["shape"] == shape).float().mean())
+        agree = p["shape"] == shape
+        out["shape_agree"] = float(agree.float().mean())
+        top2 = z[:, 7:12].topk(2, dim=1).values
+        margin = top2[:, 0] - top2[:, 1]
+        for lo, hi in MARGIN_BINS:
+            sel = (margin >= lo) & (margin < hi)
+            out[f"shape_agree_margin_{lo}-{hi:g}"] = float(agree[sel].float().mean()) if sel.any() else None
+            out[f"share_margin_{lo}-{hi:g}"] = float(sel.float().mean())
         out["colour_agree"] = float((p["colour"] == colour).float().mean())
         out["centre_err_px"] = float((p["centre"] - centre).norm(dim=1).mean())
         out["pixel_mae"] = float((img - to_tensor(render_from_z(z))).abs().mean())
