@@ -119,7 +119,7 @@ class ClipObjective:
         need = {k for k, w in weights.items() if w > 0}
         feats = []
         for enc, w in zip(self.encoders, self.weights):
-            if w == 0:
+            if w == 0 or not need - {"patch"}:  # the patch term encodes its own crops
                 feats.append(None)
                 continue
             with torch.no_grad():
