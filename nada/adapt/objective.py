@@ -117,9 +117,10 @@ class ClipObjective:
             directional_loss, embedding_norm_loss, global_clip_loss, manifold_angle_loss, random_patches)
 
         need = {k for k, w in weights.items() if w > 0}
+        whole_images = bool(need - {"patch"})  # the patch term encodes its own crops
         feats = []
         for enc, w in zip(self.encoders, self.weights):
-            if w == 0 or not need - {"patch"}:  # the patch term encodes its own crops
+            if w == 0 or not whole_images:
                 feats.append(None)
                 continue
             with torch.no_grad():
