@@ -4,7 +4,8 @@
 #   OUT=dir DEADLINE_S=560 bash scripts/gpu_check.sh
 # 1. nada info: builds the CUDA ops and runs their self-check; 2. the CUDA op tests;
 # 3. CUDA-vs-reference op timings and `nada train` timings on the GPU;
-# 4. the rest of the time: shapes-generator training runs (exports land in $OUT).
+# 4. the rest of the time: shapes-generator training runs TRAIN_A / TRAIN_B (their arguments), both
+#    resumed from TRAIN_STATE if set; exports land in $OUT.
 set -u
 T0=$(date +%s)
 OUT=${OUT:-/tmp/gpu_check}; DEADLINE_S=${DEADLINE_S:-560}; DEV=${DEV:-cuda}
@@ -33,6 +34,8 @@ if [ -n "${TRAIN_A:-}${TRAIN_B:-}" ]; then
   for tag in A B; do
     var=TRAIN_$tag; a=${!var:-}
     [ -z "$a" ] && continue
+    mkdir -p /tmp/runs/$tag
+    [ -n "${TRAIN_STATE:-}" ] && cp "$TRAIN_STATE" /tmp/runs/$tag/state.pt  # resume both from one state
     python3 scripts/train_shapes_generator.py $a --device "$DEV" --workers 7 --threads 1 --ckpt-every-min 1000 \
       --time-limit-min "$mins" --run-dir /tmp/runs/$tag --out "$OUT/${tag}_g.safetensors" > /tmp/runs/${tag}_train.log 2>&1 &
   done

@@ -18,13 +18,16 @@ PRODUCERS = {
     "shapes_oracle": "python scripts/train_shapes_oracle.py --steps 2400 --threads 1 --seed 0",
     "shapes_clip": "python scripts/train_shapes_clip.py (see the metadata in shapes_clip/*.json)",
     "shapes_generator": (
-        "python scripts/train_shapes_generator.py in 4 resumed stages (each --init the previous export; the last "
-        "stage's command is in the file's metadata): 1. --steps 6000 --coarse-steps 900 --lr 0.004 "
-        "--mapping-lr-boost 100 --beta1 0 --shape-head 0 (2 CPU cores, 43 min; rotated targets); 2. --batch 128 "
-        "--lr 0.002 --ema-beta 0.995 --device cuda --workers 7 (one H200, 6.6 min, 10283 steps; rotated targets); "
-        "3. --batch 16 --lr 0.002 --ema-beta 0.99 --threads 1 (1 CPU thread, 9 min, ~2000 steps; upright targets "
-        "from here on); 4. --batch 128 --lr 0.002 --ema-beta 0.995 --device cuda --workers 14 (one H200, 2.4 min, "
-        "5416 steps); stages 2-4 with --beta1 0.9 --shape-head 0.5"
+        "python scripts/train_shapes_generator.py in 6 resumed stages (stages 1-4 each --init the previous export, "
+        "5-6 resume its run-dir state; the last stage's command is in the file's metadata): 1. --steps 6000 "
+        "--coarse-steps 900 --lr 0.004 --mapping-lr-boost 100 --beta1 0 --shape-head 0 (2 CPU cores, 43 min; "
+        "rotated targets); 2. --batch 128 --lr 0.002 --ema-beta 0.995 --device cuda --workers 7 (one H200, 6.6 min, "
+        "10283 steps; rotated targets); 3. --batch 16 --lr 0.002 --ema-beta 0.99 --threads 1 (1 CPU thread, 9 min, "
+        "~2000 steps; upright targets from here on); 4. --batch 128 --lr 0.002 --ema-beta 0.995 --device cuda "
+        "--workers 14 (one H200, 2.4 min, 5416 steps); 5. --batch 32 --lr 0.001 --ema-beta 0.99 --threads 2 "
+        "(2 CPU cores, 78 min, to step 9078); 6. --batch 128 --lr 0.002 --lr-final 0.02 --ema-beta 0.995 "
+        "--device cuda --workers 7 (one H100, 8.3 min, 12698 steps to step 21776, cosine lr annealing); "
+        "stages 2-6 with --beta1 0.9 --shape-head 0.5"
     ),
 }
 

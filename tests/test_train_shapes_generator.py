@@ -48,3 +48,31 @@ def test_resume_equals_uninterrupted_run(tmp_path):
         for name, t in a[key].items():
             assert torch.equal(t, b[key][name]), (key, name)
     assert (tmp_path / "b" / "g.safetensors").is_file()
+
+
+def test_boundary_batches_keep_labels_and_move_only_the_runner_up():
+    plain = tsg.batch_z(4, 11, 400, 16)
+    moved = tsg.batch_z(4, 11, 400, 16, boundary_frac=0.5, boundary_width=0.3)
+    assert torch.equal(moved, tsg.batch_z(4, 11, 400, 16, 0.5, 0.3))  # still a function of (seed, step)
+    assert torch.equal(tsg.shape_labels(moved), tsg.shape_labels(plain))
+    assert torch.equal(moved[200:], plain[200:])  # only the first half is moved
+    changed = moved[:200] != plain[:200]
+    assert changed[:, :7].sum() == 0 and changed[:, 12:].sum() == 0  # only shape dims
+    assert int(changed.sum(1).max()) == 1  # at most one dim per latent: the runner-up
+    top2 = moved[:200, 7:12].topk(2, dim=1).values
+    margin = top2[:, 0] - top2[:, 1]
+    assert float(margin.max()) <= 0.3 + 1e-6
+    old_top2 = plain[:200, 7:12].topk(2, dim=1).values
+    assert bool((margin <= old_top2[:, 0] - old_top2[:, 1] + 1e-6).all())  # never pushed away
+
+
+def test_lr_scale_cosine_by_step_or_time():
+    import math
+
+    assert tsg.lr_scale(10, 10, 110, 0.0, 0.02) == pytest.approx(1.0)
+    assert tsg.lr_scale(60, 10, 110, 0.0, 0.02) == pytest.approx(0.02 + 0.98 * 0.5)
+    assert tsg.lr_scale(110, 10, 110, 0.0, 0.02) == pytest.approx(0.02)
+    assert tsg.lr_scale(500, 10, 110, 0.0, 0.02) == pytest.approx(0.02)  # clamped past the end
+    # the time limit wins when it is further along than the step count
+    assert tsg.lr_scale(20, 10, 110, 0.75, 0.1) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(0.75 * math.pi)))
+    assert tsg.lr_scale(90, 10, 110, 1.0, 1.0) == 1.0  # --lr-final 1: constant
