@@ -73,19 +73,20 @@ def test_oracle_agrees_with_ground_truth(G, oracle):
     z = _z(200, 3)
     p = oracle.predict(G(z, noise_mode="const"))
     fs = factors_from_z(z)
-    assert (p["style"] == STYLES.index("photo")).float().mean() >= 0.9
+    assert (p["style"] == STYLES.index("photo")).float().mean() >= 0.95
     centre = torch.tensor([[f.cx, f.cy] for f in fs])
-    assert (p["centre"] - centre).norm(dim=1).mean() <= 2.5
+    assert (p["centre"] - centre).norm(dim=1).mean() <= 2.0
 
 
 @torch.no_grad()
 def test_oracle_shape_agrees_with_ground_truth(G, oracle):
-    # issue 5 asks for 95%; the shipped weights measure 90% on 1,000 fresh latents
-    # (pretrained/shapes_generator_metrics.json), so this small-sample check sits below that
+    # issue 5 asks for 95%; the shipped weights measure 96.1% on 1,000 fresh latents
+    # (pretrained/shapes_generator_metrics.json) and 98% on these 200; a binomial sample of 200 at
+    # 95% falls below 92% about once in a hundred draws
     z = _z(200, 3)
     p = oracle.predict(G(z, noise_mode="const"))
     truth = torch.tensor([SHAPES.index(f.shape) for f in factors_from_z(z)])
-    assert (p["shape"] == truth).float().mean() >= 0.85
+    assert (p["shape"] == truth).float().mean() >= 0.92
 
 
 @torch.no_grad()
