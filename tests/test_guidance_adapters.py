@@ -54,7 +54,7 @@ def stand_in_shapes(tmp_path, monkeypatch):
                                {"a", "image", "photo", "sketch", "neon"})
     calls = []
     mod = types.ModuleType("nada.shapes.clip_model")
-    mod.load_shapes_clip = lambda device=None: calls.append(device) or bundle
+    mod.load_shapes_clip = lambda device=None, path=None: calls.append(device) or bundle
     monkeypatch.setitem(sys.modules, "nada.shapes.clip_model", mod)
     import nada.shapes
 

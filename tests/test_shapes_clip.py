@@ -44,6 +44,36 @@ def test_save_load_round_trip(tmp_path):
     assert clip.image_size == 64 and clip.vocab == set(world_words())
 
 
+def test_shapes_folder_spec_guides_with_that_model(tmp_path):
+    """``shapes:DIR`` loads a shapes CLIP written by the training script through the guidance layer."""
+    from nada.errors import ModelNotFoundError
+    from nada.guidance import load_clip, parse_spec
+    from nada.guidance import encoder as encoder_mod
+
+    cfg = ShapesClipConfig(vision_width=32, text_width=32, embed_dim=16, heads=2, vision_layers=1, text_layers=1,
+                           patch_size=8, context_length=8)
+    tok = WordTokenizer(world_words(), cfg.context_length)
+    torch.manual_seed(1)
+    model = build_model(cfg, tok.vocab_size).eval()
+    save_shapes_clip(model, cfg, tok, tmp_path / "mine")
+    encoder_mod.clear_cache()
+    try:
+        enc = load_clip(f"shapes:{tmp_path / 'mine'}", "cpu")
+        assert enc.spec == f"shapes:{tmp_path / 'mine'}" and enc.spec == parse_spec(enc.spec).canonical
+        img = torch.rand(2, 3, 64, 64) * 2 - 1  # nada images in [-1, 1]; the shapes CLIP's mean/std are 0.5
+        with torch.no_grad():
+            assert torch.allclose(enc.encode_image(img), model.half().float().encode_image(img), atol=1e-4)
+        assert load_clip("shapes", "cpu") is not enc  # the embedded model stays its own entry
+        assert enc.unknown_words("neon zebra") == ["zebra"]
+    finally:
+        encoder_mod.clear_cache()
+    (tmp_path / "empty").mkdir()
+    for bad in (tmp_path / "empty", tmp_path / "absent"):
+        with pytest.raises(ModelNotFoundError, match="not a shapes CLIP folder") as err:
+            parse_spec(f"shapes:{bad}")
+        assert "train_shapes_clip.py" in err.value.hint
+
+
 def test_missing_weights_is_a_one_line_error(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         load_shapes_clip(path=tmp_path)

@@ -198,16 +198,16 @@ def _load_open_clip(spec: ClipSpec, device: torch.device) -> ClipEncoder:
     )
 
 
-def _load_shapes(device: torch.device) -> ClipEncoder:
+def _load_shapes(device: torch.device, path: str | None = None) -> ClipEncoder:
     try:
         from ..shapes.clip_model import load_shapes_clip
     except ImportError as exc:
         raise ModelNotFoundError(
             "the embedded shapes CLIP is not available in this build", "use an open_clip model spec"
         ) from exc
-    bundle = load_shapes_clip(device=device)
+    bundle = load_shapes_clip(device=device, path=path)
     return ClipEncoder(
-        SHAPES_SPEC, bundle.model, bundle.tokenize, bundle.image_size, bundle.mean, bundle.std,
+        ClipSpec(SHAPES_SPEC, None, path).canonical, bundle.model, bundle.tokenize, bundle.image_size, bundle.mean, bundle.std,
         bundle.templates, set(bundle.vocab),
     )
 
@@ -219,7 +219,7 @@ def load_clip(spec: str, device: torch.device | str | None = None) -> ClipEncode
     key = (parsed.canonical, str(device))
     if key not in _CACHE:
         if parsed.name == SHAPES_SPEC:
-            _CACHE[key] = _load_shapes(device)
+            _CACHE[key] = _load_shapes(device, parsed.path)
         else:
             _CACHE[key] = _load_open_clip(parsed, device)
     return _CACHE[key]

@@ -1,4 +1,5 @@
-"""CLIP model specs: ``name:pretrained``, ``name:/path/to/weights``, OpenAI spellings, ``shapes``.
+"""CLIP model specs: ``name:pretrained``, ``name:/path/to/weights``, OpenAI spellings, ``shapes``
+(the embedded shapes CLIP) and ``shapes:DIR`` (a shapes CLIP written by scripts/train_shapes_clip.py).
 
 Parsing is separate from loading so errors for unknown names or tags come before any work.
 """
@@ -33,12 +34,12 @@ class ClipSpec:
 
     name: str                   # open_clip model name (or "shapes")
     pretrained: str | None      # open_clip pretrained tag, or None when ``path`` is given
-    path: str | None = None     # local weights file
+    path: str | None = None     # local weights file (for "shapes": a model folder)
 
     @property
     def canonical(self) -> str:
         if self.name == SHAPES_SPEC:
-            return SHAPES_SPEC
+            return f"{SHAPES_SPEC}:{self.path}" if self.path else SHAPES_SPEC
         return f"{self.name}:{self.path or self.pretrained}"
 
 
@@ -60,6 +61,17 @@ def parse_spec(spec: str) -> ClipSpec:
         raise ModelNotFoundError("empty CLIP model spec", "use e.g. ViT-B-32:openai or shapes")
     if spec == SHAPES_SPEC:
         return ClipSpec(SHAPES_SPEC, None)
+    if spec.startswith(SHAPES_SPEC + ":"):
+        folder = spec[len(SHAPES_SPEC) + 1 :]
+        from ..shapes.clip_model import META_NAME, WEIGHTS_NAME
+
+        missing = [n for n in (META_NAME, WEIGHTS_NAME) if not os.path.isfile(os.path.join(folder, n))]
+        if not folder or missing:
+            raise ModelNotFoundError(
+                f"{folder!r} is not a shapes CLIP folder (needs {' and '.join(missing or [META_NAME, WEIGHTS_NAME])})",
+                "pass the --out folder of scripts/train_shapes_clip.py, or plain 'shapes' for the embedded one",
+            )
+        return ClipSpec(SHAPES_SPEC, None, os.path.abspath(folder))
     if spec in OPENAI_ALIASES:
         return ClipSpec(OPENAI_ALIASES[spec], "openai")
     name, sep, tag = spec.partition(":")
