@@ -95,13 +95,22 @@ def bench_search(args) -> None:
     twin = TwinGenerator(G)
     ws = twin.sample_ws(args.search_batch, torch.Generator().manual_seed(0))
     cands = candidate_indices(twin.layers())
+    sync = torch.cuda.synchronize if ws.device.type == "cuda" else (lambda: None)
+
+    def search(weight_grads: bool):
+        return select_layers(twin.trainable, ws, obj.global_loss, args.k, iters=1, candidates=cands,
+                             weight_grads=weight_grads)[0]
+
+    for weight_grads in (False, True):  # untimed warm-up: kernel builds, cuDNN autotuning, allocator
+        search(weight_grads)
     out = {}
     for weight_grads in (False, True):
         ts = []
         for _ in range(args.repeats):
+            sync()
             t0 = time.perf_counter()
-            idx, _ = select_layers(twin.trainable, ws, obj.global_loss, args.k, iters=1, candidates=cands,
-                                   weight_grads=weight_grads)
+            idx = search(weight_grads)
+            sync()
             ts.append(time.perf_counter() - t0)
         out[weight_grads] = (statistics.median(ts), idx)
     a, b = out[False][0], out[True][0]
