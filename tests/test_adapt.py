@@ -94,7 +94,7 @@ def test_config_rejects_bad_values(kw, words):
 
 def test_config_defaults_and_presets():
     cfg = TrainConfig(target="sketch")
-    assert cfg.clip == ("shapes",) and cfg.clip_weights == (1.0,)
+    assert cfg.clip == ("shapes", "shapes-fine") and cfg.clip_weights == (1.0, 1.0)
     assert cfg.batch == 2 and cfg.mixing == 0 and cfg.sample_truncation == 0.7
     # shapes world, nothing chosen about layers: texture layers, no search, lr 0.01
     assert (cfg.layers, cfg.auto_layer_iters, cfg.lr) == ("texture", 0, 0.01)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nada.errors import CheckpointError
-from nada.shapes.clip_model import (DEFAULT_DIR, META_NAME, WEIGHTS_NAME, ShapesClipConfig, WordTokenizer, build_model,
+from nada.shapes.clip_model import (DEFAULT_DIR, FINE_DIR, META_NAME, WEIGHTS_NAME, ShapesClipConfig, WordTokenizer, build_model,
                                     load_shapes_clip, measure_shapes_clip, save_shapes_clip, world_words)
 from nada.shapes.renderer import COLOURS, SHAPES, STYLES
 
@@ -26,13 +26,19 @@ def test_tokenizer_maps_words_unknowns_and_truncates():
         assert not tok.unknown_words(phrase)
 
 
-def test_save_load_round_trip(tmp_path):
+def _saved_tiny_clip(folder, patch_size: int, seed: int):
+    """A tiny random shapes CLIP written to ``folder``; returns (model, tokenizer)."""
     cfg = ShapesClipConfig(vision_width=32, text_width=32, embed_dim=16, heads=2, vision_layers=1, text_layers=1,
-                           patch_size=16, context_length=8)
+                           patch_size=patch_size, context_length=8)
     tok = WordTokenizer(world_words(), cfg.context_length)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build_model(cfg, tok.vocab_size).eval()
-    save_shapes_clip(model, cfg, tok, tmp_path)
+    save_shapes_clip(model, cfg, tok, folder)
+    return model, tok
+
+
+def test_save_load_round_trip(tmp_path):
+    model, tok = _saved_tiny_clip(tmp_path, 16, 0)
     clip = load_shapes_clip(path=tmp_path)
     x = torch.randn(3, 3, 64, 64)
     t = tok(["neon star", "a red heart", "photo"])
@@ -50,12 +56,7 @@ def test_shapes_folder_spec_guides_with_that_model(tmp_path):
     from nada.guidance import load_clip, parse_spec
     from nada.guidance import encoder as encoder_mod
 
-    cfg = ShapesClipConfig(vision_width=32, text_width=32, embed_dim=16, heads=2, vision_layers=1, text_layers=1,
-                           patch_size=8, context_length=8)
-    tok = WordTokenizer(world_words(), cfg.context_length)
-    torch.manual_seed(1)
-    model = build_model(cfg, tok.vocab_size).eval()
-    save_shapes_clip(model, cfg, tok, tmp_path / "mine")
+    model, _ = _saved_tiny_clip(tmp_path / "mine", 8, 1)
     encoder_mod.clear_cache()
     try:
         enc = load_clip(f"shapes:{tmp_path / 'mine'}", "cpu")
@@ -90,13 +91,36 @@ def test_unknown_word_warns(tmp_path, caplog):
     assert "zebra" in caplog.text
 
 
-@pytest.fixture(scope="module")
-def shipped_metrics():
-    if not SHIPPED:
-        pytest.skip("pretrained/shapes_clip not shipped yet")
-    clip = load_shapes_clip()
+@pytest.fixture(scope="module", params=["shapes_clip", "shapes_clip_fine"])
+def shipped_metrics(request):
+    """Both shipped shapes CLIPs (16 px and 8 px patches), on renders the training never drew."""
+    folder = DEFAULT_DIR if request.param == "shapes_clip" else FINE_DIR
+    if not (folder / WEIGHTS_NAME).is_file():
+        pytest.skip(f"pretrained/{request.param} not shipped")
+    clip = load_shapes_clip(path=None if folder == DEFAULT_DIR else folder)
     assert isinstance(clip.model, __import__("open_clip").CLIP)
+    assert clip.config.patch_size == (16 if folder == DEFAULT_DIR else 8)
     return measure_shapes_clip(clip, n=240, seed=4242)
+
+
+def test_fine_spec_loads_the_shipped_8px_model():
+    from nada.guidance import load_clip, parse_spec
+    from nada.guidance import encoder as encoder_mod
+
+    if not (FINE_DIR / WEIGHTS_NAME).is_file():
+        pytest.skip("pretrained/shapes_clip_fine not shipped")
+    assert parse_spec("shapes-fine").canonical == "shapes-fine"
+    encoder_mod.clear_cache()
+    try:
+        fine, coarse = load_clip("shapes-fine", "cpu"), load_clip("shapes", "cpu")
+        assert fine.spec == "shapes-fine" and coarse.spec == "shapes" and fine is not coarse
+        direct = load_shapes_clip(path=FINE_DIR)
+        img = torch.rand(2, 3, 64, 64) * 2 - 1
+        with torch.no_grad():
+            assert torch.allclose(fine.encode_image(img), direct.model.encode_image(img), atol=1e-5)
+            assert not torch.allclose(fine.encode_image(img), coarse.encode_image(img), atol=1e-2)
+    finally:
+        encoder_mod.clear_cache()
 
 
 def test_shipped_model_knows_styles_and_style_directions(shipped_metrics):

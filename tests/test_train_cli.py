@@ -42,7 +42,7 @@ def test_args_become_config():
     assert cfg.target == "neon" and cfg.iters == 7 and cfg.clip == ("a", "b") and cfg.clip_weights == (1.0, 0.5)
     assert cfg.layers == "b8.*" and cfg.auto_layer_iters == 0 and cfg.lambda_global == 0.5 and cfg.quiet
     default = parse("--target", "sketch")
-    assert default.generator == "shapes" and default.clip == ("shapes",) and default.iters == 300
+    assert default.generator == "shapes" and default.clip == ("shapes", "shapes-fine") and default.iters == 300
     assert default.layers == "texture" and default.lr == 0.01 and default.auto_layer_iters == 0
     searched = parse("--target", "sketch", "--auto-layer-iters", "1")
     assert searched.layers is None and searched.lr == 0.002 and searched.auto_layer_k == 2

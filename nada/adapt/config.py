@@ -15,6 +15,9 @@ SHAPES = "shapes"  # generator / CLIP spec of the embedded shapes world
 
 # Official StyleGAN-NADA (ZSSGAN train_options + notebook) defaults for real CLIP models.
 OFFICIAL_CLIP = ("ViT-B-32:openai", "ViT-B-16:openai")
+# The shapes world's analogue: its CLIPs with 16 px and 8 px patches, equal weights. The pair keeps
+# sketch and pixel-art shapes where the 16 px model alone lets outlines break (README table).
+SHAPES_CLIP = (SHAPES, "shapes-fine")
 
 # The StyleGAN2 generator optimiser, as the official code sets it up: lr · reg_ratio,
 # betas (0 ** reg_ratio, 0.99 ** reg_ratio) with reg_ratio = 4/5 (lazy-regularisation ratio).
@@ -55,7 +58,7 @@ class TrainConfig:
     # --- models --------------------------------------------------------------------------
     generator: str = SHAPES                  # frozen source generator: path, known name, URL or 'shapes'
     train_generator: str | None = None       # initial weights of the trainable twin (default: the generator)
-    clip: tuple[str, ...] = ()               # CLIP specs; () = 'shapes' for the shapes world, else official pair
+    clip: tuple[str, ...] = ()               # CLIP specs; () = shapes + shapes-fine for the shapes world, else official pair
     clip_weights: tuple[float, ...] = ()     # one weight per CLIP model; () = all 1 (official)
     # --- what to learn -------------------------------------------------------------------
     source: str = "photo"                    # text describing the source domain
@@ -111,7 +114,7 @@ class TrainConfig:
             put("auto_layer_k", DEFAULT_K)
         put("clip", tuple(str(c) for c in self.clip))
         if not self.clip:
-            put("clip", (SHAPES,) if self.generator == SHAPES else OFFICIAL_CLIP)
+            put("clip", SHAPES_CLIP if self.generator == SHAPES else OFFICIAL_CLIP)
         put("clip_weights", tuple(float(w) for w in self.clip_weights) or tuple(1.0 for _ in self.clip))
         if len(self.clip_weights) != len(self.clip):
             raise ConfigError(

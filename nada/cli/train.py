@@ -38,9 +38,9 @@ def register(sub, name: str) -> None:
     a("--train-generator", default=None, metavar="PATH",
       help="initial weights of the trainable twin (default: a copy of --generator, as the official code)")
     a("--clip", action="append", default=None, metavar="SPEC",
-      help="CLIP model spec, repeatable: open_clip NAME:TAG or NAME:/path/to/weights, 'shapes' (embedded) or "
-           "shapes:DIR (default: 'shapes' for the shapes world, else ViT-B-32:openai and ViT-B-16:openai as the "
-           "official code)")
+      help="CLIP model spec, repeatable: open_clip NAME:TAG or NAME:/path/to/weights, 'shapes' or "
+           "shapes-fine (embedded, 16 and 8 px patches) or shapes:DIR (default: shapes and shapes-fine for the shapes "
+           "world, shapes; ViT-B-32:openai and ViT-B-16:openai for any other generator, official)")
     a("--clip-weights", type=float, nargs="+", default=None, metavar="W",
       help="one weight per --clip (default: all 1, official)")
     a("--preset", default="default", choices=list(PRESETS),

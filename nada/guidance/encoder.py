@@ -198,7 +198,7 @@ def _load_open_clip(spec: ClipSpec, device: torch.device) -> ClipEncoder:
     )
 
 
-def _load_shapes(device: torch.device, path: str | None = None) -> ClipEncoder:
+def _load_shapes(device: torch.device, path: str | None = None, spec_name: str = SHAPES_SPEC) -> ClipEncoder:
     try:
         from ..shapes.clip_model import load_shapes_clip
     except ImportError as exc:
@@ -207,7 +207,7 @@ def _load_shapes(device: torch.device, path: str | None = None) -> ClipEncoder:
         ) from exc
     bundle = load_shapes_clip(device=device, path=path)
     return ClipEncoder(
-        ClipSpec(SHAPES_SPEC, None, path).canonical, bundle.model, bundle.tokenize, bundle.image_size, bundle.mean, bundle.std,
+        spec_name, bundle.model, bundle.tokenize, bundle.image_size, bundle.mean, bundle.std,
         bundle.templates, set(bundle.vocab),
     )
 
@@ -219,7 +219,12 @@ def load_clip(spec: str, device: torch.device | str | None = None) -> ClipEncode
     key = (parsed.canonical, str(device))
     if key not in _CACHE:
         if parsed.name == SHAPES_SPEC:
-            _CACHE[key] = _load_shapes(device, parsed.path)
+            path = parsed.path
+            if path is None and parsed.pretrained == "fine":
+                from ..shapes.clip_model import FINE_DIR
+
+                path = str(FINE_DIR)
+            _CACHE[key] = _load_shapes(device, path, parsed.canonical)
         else:
             _CACHE[key] = _load_open_clip(parsed, device)
     return _CACHE[key]

@@ -1,5 +1,6 @@
 """CLIP model specs: ``name:pretrained``, ``name:/path/to/weights``, OpenAI spellings, ``shapes``
-(the embedded shapes CLIP) and ``shapes:DIR`` (a shapes CLIP written by scripts/train_shapes_clip.py).
+and ``shapes-fine`` (the embedded shapes CLIPs: 16 and 8 px patches) and ``shapes:DIR`` (a shapes
+CLIP written by scripts/train_shapes_clip.py).
 
 Parsing is separate from loading so errors for unknown names or tags come before any work.
 """
@@ -26,6 +27,7 @@ OPENAI_ALIASES = {
 }
 
 SHAPES_SPEC = "shapes"
+SHAPES_FINE_SPEC = "shapes-fine"
 
 
 @dataclass(frozen=True)
@@ -33,13 +35,15 @@ class ClipSpec:
     """A parsed CLIP model spec."""
 
     name: str                   # open_clip model name (or "shapes")
-    pretrained: str | None      # open_clip pretrained tag, or None when ``path`` is given
+    pretrained: str | None      # open_clip pretrained tag (for "shapes": None, or "fine"), None with ``path``
     path: str | None = None     # local weights file (for "shapes": a model folder)
 
     @property
     def canonical(self) -> str:
         if self.name == SHAPES_SPEC:
-            return f"{SHAPES_SPEC}:{self.path}" if self.path else SHAPES_SPEC
+            if self.path:
+                return f"{SHAPES_SPEC}:{self.path}"
+            return SHAPES_FINE_SPEC if self.pretrained == "fine" else SHAPES_SPEC
         return f"{self.name}:{self.path or self.pretrained}"
 
 
@@ -61,6 +65,12 @@ def parse_spec(spec: str) -> ClipSpec:
         raise ModelNotFoundError("empty CLIP model spec", "use e.g. ViT-B-32:openai or shapes")
     if spec == SHAPES_SPEC:
         return ClipSpec(SHAPES_SPEC, None)
+    if spec == SHAPES_FINE_SPEC:
+        from ..shapes.clip_model import FINE_DIR, WEIGHTS_NAME
+
+        if not (FINE_DIR / WEIGHTS_NAME).is_file():
+            raise ModelNotFoundError(f"the fine shapes CLIP is not in {FINE_DIR}", "use 'shapes', or reinstall nada")
+        return ClipSpec(SHAPES_SPEC, "fine")
     if spec.startswith(SHAPES_SPEC + ":"):
         folder = spec[len(SHAPES_SPEC) + 1 :]
         from ..shapes.clip_model import META_NAME, WEIGHTS_NAME
@@ -81,7 +91,7 @@ def parse_spec(spec: str) -> ClipSpec:
     if name not in models:
         raise ModelNotFoundError(
             f"unknown CLIP model {name!r}",
-            f"close matches: {_close(name, models + list(OPENAI_ALIASES) + [SHAPES_SPEC])}",
+            f"close matches: {_close(name, models + list(OPENAI_ALIASES) + [SHAPES_SPEC, SHAPES_FINE_SPEC])}",
         )
     if not sep or not tag:
         tags = open_clip.list_pretrained_tags_by_model(name)

@@ -22,6 +22,7 @@ from nada.shapes.renderer import COLOURS, SHAPES, STYLES
 logger = logging.getLogger(__name__)
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "pretrained" / "shapes_clip"
+FINE_DIR = DEFAULT_DIR.with_name("shapes_clip_fine")  # the 8 px-patch model (``shapes-fine``)
 WEIGHTS_NAME = "model.safetensors"
 META_NAME = "shapes_clip.json"
 
