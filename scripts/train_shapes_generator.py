@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import math
 import signal
 import sys
 import time
@@ -116,8 +117,6 @@ def lr_scale(step: int, start: int, stop: int, elapsed_frac: float, final: float
     """Cosine annealing factor from 1 (at ``start``) to ``final`` (at ``stop``). Progress is the
     larger of the step fraction and ``elapsed_frac`` (time used / time limit), so a run cut short by
     ``--time-limit-min`` still ends annealed."""
-    import math
-
     if final >= 1.0:
         return 1.0
     p = max((step - start) / max(stop - start, 1), elapsed_frac)
@@ -260,7 +259,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ema-beta", type=float, default=0.98)
     ap.add_argument("--lr-final", type=float, default=1.0,
                     help="anneal the lr (cosine) to this fraction of --lr by --steps or the time limit, "
-                         "whichever comes first, counted from this invocation's first step (1 = constant lr)")
+                         "whichever comes first, counted from this invocation's first step (1 = constant lr; "
+                         "below 1 the schedule depends on time and where a run resumes, so resuming is not "
+                         "bit-exact)")
     ap.add_argument("--boundary-frac", type=float, default=0.0,
                     help="share of each batch moved next to a shape boundary (see batch_z)")
     ap.add_argument("--boundary-width", type=float, default=0.3)
