@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from nada.checkpoints import load_generator
-from nada.shapes.generator_factors import factors_from_z, render_from_z
+from nada.shapes.generator_factors import factors_from_z, render_from_z, shape_margin
 from nada.shapes.oracle import load_oracle
 from nada.shapes.renderer import SHAPES, STYLES, image_grid, to_tensor, to_uint8
 
@@ -52,8 +52,7 @@ def measure(G, oracle, n: int, seed: int, psi: float) -> dict[str, float]:
         colour = torch.tensor([f.colour for f in fs])
         agree = p["shape"] == shape
         out["shape_agree"] = float(agree.float().mean())
-        top2 = z[:, 7:12].topk(2, dim=1).values
-        margin = top2[:, 0] - top2[:, 1]
+        margin = shape_margin(z)
         for lo, hi in MARGIN_BINS:
             sel = (margin >= lo) & (margin < hi)
             out[f"shape_agree_margin_{lo}-{hi:g}"] = float(agree[sel].float().mean()) if sel.any() else None

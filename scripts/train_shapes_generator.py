@@ -49,7 +49,7 @@ from tqdm import tqdm
 
 from nada.checkpoints import load_generator, save_generator
 from nada.networks import Generator, GeneratorConfig
-from nada.shapes.generator_factors import render_from_z
+from nada.shapes.generator_factors import SHAPE_DIMS, render_from_z
 from nada.shapes.renderer import image_grid, to_tensor, to_uint8
 
 log = logging.getLogger("train_shapes_generator")
@@ -100,9 +100,9 @@ def batch_z(seed: int, step: int, n: int, z_dim: int, boundary_frac: float = 0.0
     k = int(round(boundary_frac * n))
     if k > 0:
         gap = torch.rand(k, generator=g) * boundary_width
-        top2 = z[:k, 7:12].topk(2, dim=1)
+        top2 = z[:k, SHAPE_DIMS].topk(2, dim=1)
         rows = torch.arange(k)
-        z[rows, 7 + top2.indices[:, 1]] = torch.maximum(top2.values[:, 1], top2.values[:, 0] - gap)
+        z[rows, SHAPE_DIMS.start + top2.indices[:, 1]] = torch.maximum(top2.values[:, 1], top2.values[:, 0] - gap)
     return z
 
 
@@ -188,7 +188,7 @@ def make_optimizer(G: Generator, lr: float, mapping_lr_boost: float, beta1: floa
 
 def shape_labels(z: torch.Tensor) -> torch.Tensor:
     """Ground-truth shape index of each latent (``argmax(z[7:12])``, see generator_factors)."""
-    return z[:, 7:12].argmax(1)
+    return z[:, SHAPE_DIMS].argmax(1)
 
 
 def save_state(path: Path, step: int, elapsed: float, G, ema, opt, head) -> None:

@@ -36,6 +36,7 @@ from .renderer import CENTRE_RANGE, RESOLUTION, SHAPES, SIZE_RANGE, STYLES, Fact
 
 MIN_Z_DIM = 16
 TEXTURE_SEEDS = 8
+SHAPE_DIMS = slice(7, 12)  # the shape is SHAPES[argmax(z[SHAPE_DIMS])]
 
 
 def _check(z: torch.Tensor) -> torch.Tensor:
@@ -48,6 +49,13 @@ def _phi(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
 
 
+def shape_margin(z: torch.Tensor) -> torch.Tensor:
+    """Top minus runner-up of ``z[:, SHAPE_DIMS]``: how far each latent lies from a shape boundary
+    (near 0 a smooth generator blends two shapes)."""
+    top2 = z[:, SHAPE_DIMS].topk(2, dim=1).values
+    return top2[:, 0] - top2[:, 1]
+
+
 def factors_from_z(z: torch.Tensor) -> list[Factors]:
     """Ground-truth factors (style ``photo``) of each latent row of ``z`` [N, z_dim]."""
     z = _check(z)
@@ -55,7 +63,7 @@ def factors_from_z(z: torch.Tensor) -> list[Factors]:
     cx = CENTRE_RANGE[0] + (CENTRE_RANGE[1] - CENTRE_RANGE[0]) * _phi(z[:, 2])
     cy = CENTRE_RANGE[0] + (CENTRE_RANGE[1] - CENTRE_RANGE[0]) * _phi(z[:, 3])
     size = SIZE_RANGE[0] + (SIZE_RANGE[1] - SIZE_RANGE[0]) * _phi(z[:, 4])
-    shape = z[:, 7:12].argmax(1)
+    shape = z[:, SHAPE_DIMS].argmax(1)
     return [
         Factors(
             shape=SHAPES[int(shape[i])],
