@@ -56,6 +56,14 @@ def _close(word: str, options: list[str]) -> str:
     return ", ".join(matches) if matches else ", ".join(sorted(options)[:8]) + ", ..."
 
 
+def _missing_shapes_files(folder: str) -> list[str]:
+    """The files of a shapes CLIP folder (metadata, weights) that ``folder`` lacks; all of them
+    for an empty name."""
+    from ..shapes.clip_model import META_NAME, WEIGHTS_NAME
+
+    return [n for n in (META_NAME, WEIGHTS_NAME) if not folder or not os.path.isfile(os.path.join(folder, n))]
+
+
 def parse_spec(spec: str) -> ClipSpec:
     """Validate a spec against open_clip's registry (no download, no model built)."""
     import open_clip
@@ -66,19 +74,17 @@ def parse_spec(spec: str) -> ClipSpec:
     if spec == SHAPES_SPEC:
         return ClipSpec(SHAPES_SPEC, None)
     if spec == SHAPES_FINE_SPEC:
-        from ..shapes.clip_model import FINE_DIR, WEIGHTS_NAME
+        from ..shapes.clip_model import FINE_DIR
 
-        if not (FINE_DIR / WEIGHTS_NAME).is_file():
+        if _missing_shapes_files(str(FINE_DIR)):
             raise ModelNotFoundError(f"the fine shapes CLIP is not in {FINE_DIR}", "use 'shapes', or reinstall nada")
         return ClipSpec(SHAPES_SPEC, "fine")
     if spec.startswith(SHAPES_SPEC + ":"):
         folder = spec[len(SHAPES_SPEC) + 1 :]
-        from ..shapes.clip_model import META_NAME, WEIGHTS_NAME
-
-        missing = [n for n in (META_NAME, WEIGHTS_NAME) if not os.path.isfile(os.path.join(folder, n))]
-        if not folder or missing:
+        missing = _missing_shapes_files(folder)
+        if missing:
             raise ModelNotFoundError(
-                f"{folder!r} is not a shapes CLIP folder (needs {' and '.join(missing or [META_NAME, WEIGHTS_NAME])})",
+                f"{folder!r} is not a shapes CLIP folder (needs {' and '.join(missing)})",
                 "pass the --out folder of scripts/train_shapes_clip.py, or plain 'shapes' for the embedded one",
             )
         return ClipSpec(SHAPES_SPEC, None, os.path.abspath(folder))
