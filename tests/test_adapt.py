@@ -95,18 +95,20 @@ def test_config_rejects_bad_values(kw, words):
 def test_config_defaults_and_presets():
     cfg = TrainConfig(target="sketch")
     assert cfg.clip == ("shapes", "shapes-fine") and cfg.clip_weights == (1.0, 1.0)
-    assert cfg.batch == 2 and cfg.mixing == 0 and cfg.sample_truncation == 0.7
-    # shapes world, nothing chosen about layers: texture layers, no search, lr 0.01
-    assert (cfg.layers, cfg.auto_layer_iters, cfg.lr) == ("texture", 0, 0.01)
-    assert cfg.adam_lr == pytest.approx(0.008) and cfg.adam_betas == (0.0, pytest.approx(0.99**0.8))
+    assert cfg.mixing == 0 and cfg.sample_truncation == 0.7
+    # shapes world, nothing chosen about layers: texture layers, no search, batch 16, lr 0.03
+    assert (cfg.layers, cfg.auto_layer_iters, cfg.batch, cfg.lr) == ("texture", 0, 16, 0.03)
+    assert cfg.adam_lr == pytest.approx(0.024) and cfg.adam_betas == (0.0, pytest.approx(0.99**0.8))
     real = TrainConfig(target="sketch", generator="ffhq-1024")
     assert real.clip == ("ViT-B-32:openai", "ViT-B-16:openai")
     # any other generator, or any choice about the layers: the official search over all conv layers
-    assert (real.layers, real.auto_layer_iters, real.auto_layer_k, real.lr) == (None, 1, 2, 0.002)
+    assert (real.layers, real.auto_layer_iters, real.auto_layer_k, real.lr, real.batch) == (None, 1, 2, 0.002, 2)
     assert real.adam_lr == pytest.approx(0.0016)
     k3 = TrainConfig(target="sketch", auto_layer_k=3)
     assert (k3.layers, k3.auto_layer_iters, k3.auto_layer_k, k3.lr) == (None, 1, 3, 0.002)
     assert TrainConfig(target="sketch", lr=0.005).layers == "texture"  # an lr alone keeps the layer default
+    assert TrainConfig(target="sketch", batch=4).batch == 4 and TrainConfig(target="sketch", batch=4).lr == 0.03
+    assert TrainConfig.from_preset("paper", target="sketch").batch == 2
     assert TrainConfig.from_preset("paper", target="sketch").layers is None
     assert TrainConfig(target="sketch", layers="b8.*").auto_layer_iters == 0  # manual set: no search
     shape = TrainConfig.from_preset("improve-shape", target="sketch")

@@ -43,9 +43,10 @@ def test_args_become_config():
     assert cfg.layers == "b8.*" and cfg.auto_layer_iters == 0 and cfg.lambda_global == 0.5 and cfg.quiet
     default = parse("--target", "sketch")
     assert default.generator == "shapes" and default.clip == ("shapes", "shapes-fine") and default.iters == 300
-    assert default.layers == "texture" and default.lr == 0.01 and default.auto_layer_iters == 0
+    assert default.layers == "texture" and default.lr == 0.03 and default.batch == 16 and default.auto_layer_iters == 0
     searched = parse("--target", "sketch", "--auto-layer-iters", "1")
-    assert searched.layers is None and searched.lr == 0.002 and searched.auto_layer_k == 2
+    assert searched.layers is None and searched.lr == 0.002 and searched.batch == 2 and searched.auto_layer_k == 2
+    assert parse("--target", "sketch", "--batch", "3").batch == 3
     preset = parse("--target", "sketch", "--preset", "improve-shape", "--mixing", "0.5")
     assert preset.auto_layer_k == "2/3" and preset.mixing == 0.5 and preset.preset == "improve-shape"
     assert parse("--target", "x", "--auto-layer-k", "3").auto_layer_k == 3

@@ -47,9 +47,10 @@ def register(sub, name: str) -> None:
       help="named option set: default (shapes-tuned), paper (official train.py: k=1), notebook (no layer "
            "search, all conv layers), improve-shape (notebook: k=int(2·num_ws/3), mixing 0.9)")
     a("--iters", type=int, default=None, help="training iterations (default: 300; with --resume: the run's)")
-    a("--batch", type=int, default=2, help="latents per iteration (default: 2, official)")
+    a("--batch", type=int, default=None,
+      help="latents per iteration (default: 2, official; 16 with the shapes-world layer default, shapes)")
     a("--lr", type=float, default=None,
-      help="base learning rate (default: 0.002, official; 0.01 with the shapes-world layer default, "
+      help="base learning rate (default: 0.002, official; 0.03 with the shapes-world layer default, "
            "shapes); Adam runs at lr·4/5 with betas (0, 0.99^(4/5)) as the official StyleGAN2 generator optimiser")
     a("--mixing", type=float, default=None, help="style-mixing probability (default: 0, official)")
     a("--truncation", type=float, default=1.0, help="truncation psi of training latents (default: 1, official)")
@@ -105,14 +106,14 @@ def config_from_args(args: argparse.Namespace):
     kw = dict(
         out=args.out, overwrite=args.overwrite, generator=args.generator, train_generator=args.train_generator,
         clip=tuple(args.clip or ()), clip_weights=tuple(args.clip_weights or ()), source=args.source,
-        target=args.target, style_images=args.style_images, batch=args.batch, lr=args.lr,
+        target=args.target, style_images=args.style_images, lr=args.lr,
         truncation=args.truncation, noise_mode=args.noise_mode, seed=args.seed, layers=args.layers,
         lambda_direction=args.lambda_direction, lambda_global=args.lambda_global, lambda_norm=args.lambda_norm,
         lambda_manifold=args.lambda_manifold, lambda_patch=args.lambda_patch, sample_every=args.sample_every,
         sample_seeds=args.sample_seeds, sample_truncation=args.sample_truncation, save_every=args.save_every,
         evaluate=not args.no_eval, eval_seeds=args.eval_seeds, device=args.device, quiet=args.quiet,
     )
-    optional = dict(iters=args.iters, mixing=args.mixing, auto_layer_k=args.auto_layer_k,
+    optional = dict(iters=args.iters, batch=args.batch, mixing=args.mixing, auto_layer_k=args.auto_layer_k,
                     auto_layer_iters=args.auto_layer_iters, auto_layer_batch=args.auto_layer_batch,
                     auto_layer_every=args.auto_layer_every)
     kw.update({k: v for k, v in optional.items() if v is not None})
