@@ -22,10 +22,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from nada.adapt.config import G_REG_RATIO, SHAPES_DEFAULT_BATCH, SHAPES_DEFAULT_LAYERS, SHAPES_DEFAULT_LR
+from nada.adapt.config import SHAPES_DEFAULT_BATCH, SHAPES_DEFAULT_LAYERS, SHAPES_DEFAULT_LR, generator_adam
 from nada.adapt.layers import manual_layers, set_trainable
 from nada.adapt.twin import TwinGenerator
 from nada.checkpoints import load_generator
+from nada.errors import NadaError
 from nada.hub import resolve_generator
 from nada.shapes import evaluate
 from nada.shapes.generator_factors import render_from_z
@@ -37,9 +38,9 @@ LOSSES = {"l1": lambda a, b: (a - b).abs().mean(), "l2": lambda a, b: (a - b).po
 def fit(twin: TwinGenerator, style: str, layers: list[str], iters: int, batch: int, lr: float,
         loss: str, seed: int, quiet: bool = False) -> list[float]:
     """Fine-tune ``layers`` of the trainable twin toward exact ``style`` renders; returns losses."""
-    set_trainable(twin.trainable, twin.layers(), layers)
-    params = [p for p in twin.trainable.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr * G_REG_RATIO, betas=(0.0, 0.99**G_REG_RATIO))
+    params = set_trainable(twin.trainable, twin.layers(), layers)
+    adam_lr, betas = generator_adam(lr)
+    opt = torch.optim.Adam(params, lr=adam_lr, betas=betas)
     g = torch.Generator().manual_seed(seed)
     history = []
     for _ in tqdm(range(iters), desc=f"fit {style}", unit="it", disable=quiet):
@@ -75,6 +76,8 @@ def main() -> None:
     for key in ("iters", "batch", "eval_seeds"):
         if getattr(args, key) < 1:
             ap.error(f"--{key.replace('_', '-')} must be a positive integer")
+    if not args.lr > 0:
+        ap.error("--lr must be > 0")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -83,7 +86,7 @@ def main() -> None:
     twin = TwinGenerator(G)
     try:
         layers = manual_layers(args.layers, twin.layers(), G.img_resolution)
-    except Exception as exc:  # a bad spec: one line, no traceback
+    except NadaError as exc:  # a bad spec: one line, no traceback
         ap.error(str(exc))
     t0 = time.perf_counter()
     history = fit(twin, args.target, layers, args.iters, args.batch, args.lr, args.loss, args.seed, args.quiet)
@@ -91,11 +94,11 @@ def main() -> None:
     metrics = evaluate.evaluate(twin.generator("frozen"), twin.generator("trainable"), args.target,
                                 seeds=range(args.eval_seeds))
     print(evaluate.format_table(metrics))
-    print(f"fit: {args.iters} steps in {seconds:.1f} s, final loss (mean of last 20) "
-          f"{sum(history[-20:]) / len(history[-20:]):.4f}")
+    final_loss = sum(history[-20:]) / len(history[-20:])
+    print(f"fit: {args.iters} steps in {seconds:.1f} s, final loss (mean of last 20) {final_loss:.4f}")
     if args.json:
         report = {"settings": {**vars(args), "layers": layers}, "fit_seconds": round(seconds, 1),
-                  "final_loss": sum(history[-20:]) / len(history[-20:]), "eval": metrics}
+                  "final_loss": final_loss, "eval": metrics}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
 
