@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +80,7 @@ class TrainConfig:
     iters: int = 300                         # training iterations
     batch: int | None = None                 # latents per iteration. None: 16 on the shapes default, else 2 (official)
     lr: float | None = None                  # base lr; Adam uses lr·4/5. None: 0.03 on the shapes default, else 0.002 (official)
+    lr_final: float = 1.0                    # cosine-anneal lr to this fraction of it by the last iteration (1 = constant, official)
     mixing: float = 0.0                      # style-mixing probability of training latents (official 0)
     truncation: float = 1.0                  # truncation psi of training latents (official 1 = none)
     noise_mode: str = "random"               # 'random': one shared noise draw per step for both twins; 'const'
@@ -152,6 +154,8 @@ class TrainConfig:
         for key in ("lr", "auto_layer_lr"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"{key.replace('_', '-')}={getattr(self, key)!r} must be > 0")
+        if not 0 <= self.lr_final <= 1:
+            raise ConfigError(f"lr-final={self.lr_final!r} must be in [0, 1]", "it is a fraction of --lr; 1 keeps the lr constant")
         if not 0 <= self.mixing <= 1:
             raise ConfigError(f"mixing={self.mixing!r} must be a probability in [0, 1]")
         for key in ("truncation", "sample_truncation"):
@@ -180,6 +184,15 @@ class TrainConfig:
     @property
     def adam_betas(self) -> tuple[float, float]:
         return generator_adam(self.lr)[1]
+
+    def lr_at(self, iteration: int) -> float:
+        """Base lr of the step taken at ``iteration`` (0-based): ``lr`` at the first step, cosine
+        down to ``lr · lr_final`` at the last (constant when ``lr_final`` is 1). A function of the
+        iteration alone, so a resumed run follows the same schedule."""
+        if self.lr_final == 1 or self.iters <= 1:
+            return self.lr
+        t = min(1.0, iteration / (self.iters - 1))
+        return self.lr * (self.lr_final + (1 - self.lr_final) * 0.5 * (1 + math.cos(math.pi * t)))
 
     @property
     def uses_shapes_generator(self) -> bool:

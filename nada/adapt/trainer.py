@@ -17,7 +17,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError, DataError
 from . import rundir
-from .config import LOSS_WEIGHTS, TrainConfig, resolve_k
+from .config import LOSS_WEIGHTS, TrainConfig, generator_adam, resolve_k
 from .layers import (
     LayerSelection,
     candidate_indices,
@@ -212,12 +212,16 @@ class Trainer:
         loss = sum(self.weights[name] * value for name, value in terms.items())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        base_lr = cfg.lr_at(self.iteration)
+        for group in self.opt.param_groups:
+            group["lr"] = generator_adam(base_lr)[0]
         self.opt.step()
         self.twin.trainable.requires_grad_(False)
         self.iteration += 1
         record: dict[str, Any] = {
             "iter": self.iteration,
             "loss": float(loss.detach()),
+            "lr": base_lr,
             **{f"loss_{name}": float(value.detach()) for name, value in terms.items()},
             "layers": list(selection.names),
             "w_indices": list(selection.w_indices),
