@@ -98,7 +98,7 @@ def test_config_defaults_and_presets():
     cfg = TrainConfig(target="sketch")
     assert cfg.clip == ("shapes", "shapes-fine") and cfg.clip_weights == (1.0, 1.0)
     assert cfg.mixing == 0 and cfg.sample_truncation == 0.7
-    # shapes world, nothing chosen about layers: texture layers, no search, batch 16, lr 0.03
+    # shapes world, nothing chosen about layers: texture layers, no search, batch 16, lr 0.03 (→ 0.01)
     assert (cfg.layers, cfg.auto_layer_iters, cfg.batch, cfg.lr) == ("texture", 0, 16, 0.03)
     assert cfg.adam_lr == pytest.approx(0.024) and cfg.adam_betas == (0.0, pytest.approx(0.99**0.8))
     real = TrainConfig(target="sketch", generator="ffhq-1024")
@@ -113,6 +113,10 @@ def test_config_defaults_and_presets():
     assert TrainConfig.from_preset("paper", target="sketch").batch == 2
     assert TrainConfig.from_preset("paper", target="sketch").layers is None
     assert TrainConfig(target="sketch", layers="b8.*").auto_layer_iters == 0  # manual set: no search
+    # the shapes default anneals the lr to a third (cosine); everything else keeps it constant
+    assert cfg.lr_final == pytest.approx(1 / 3) and (real.lr_final, k3.lr_final) == (1.0, 1.0)
+    assert cfg.lr_at(0) == 0.03 and cfg.lr_at(299) == pytest.approx(0.01) and cfg.lr_at(150) < 0.021
+    assert TrainConfig(target="sketch", lr_final=1.0).lr_at(299) == 0.03
     shape = TrainConfig.from_preset("improve-shape", target="sketch")
     assert shape.mixing == 0.9 and shape.auto_layer_k == "2/3" and shape.preset == "improve-shape"
     assert TrainConfig.from_preset("improve-shape", target="x", mixing=0.1).mixing == 0.1  # explicit wins

@@ -47,7 +47,8 @@ def test_args_become_config():
     searched = parse("--target", "sketch", "--auto-layer-iters", "1")
     assert searched.layers is None and searched.lr == 0.002 and searched.batch == 2 and searched.auto_layer_k == 2
     assert parse("--target", "sketch", "--batch", "3").batch == 3
-    assert default.lr_final == 1.0 and parse("--target", "sketch", "--lr-final", "0.1").lr_final == 0.1
+    assert default.lr_final == pytest.approx(1 / 3) and searched.lr_final == 1.0
+    assert parse("--target", "sketch", "--lr-final", "0.1").lr_final == 0.1
     preset = parse("--target", "sketch", "--preset", "improve-shape", "--mixing", "0.5")
     assert preset.auto_layer_k == "2/3" and preset.mixing == 0.5 and preset.preset == "improve-shape"
     assert parse("--target", "x", "--auto-layer-k", "3").auto_layer_k == 3

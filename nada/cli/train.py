@@ -52,9 +52,10 @@ def register(sub, name: str) -> None:
     a("--lr", type=float, default=None,
       help="base learning rate (default: 0.002, official; 0.03 with the shapes-world layer default, "
            "shapes); Adam runs at lr·4/5 with betas (0, 0.99^(4/5)) as the official StyleGAN2 generator optimiser")
-    a("--lr-final", type=float, default=1.0, metavar="FRACTION",
+    a("--lr-final", type=float, default=None, metavar="FRACTION",
       help="cosine-anneal the lr to this fraction of --lr by the last of --iters (default: 1 = constant, "
-           "official; --resume with a larger --iters recomputes the schedule over the new count)")
+           "official; 1/3 with the shapes-world layer default, shapes; --resume with a larger --iters "
+           "recomputes the schedule over the new count)")
     a("--mixing", type=float, default=None, help="style-mixing probability (default: 0, official)")
     a("--truncation", type=float, default=1.0, help="truncation psi of training latents (default: 1, official)")
     a("--noise-mode", choices=["random", "const"], default="random",
@@ -109,14 +110,14 @@ def config_from_args(args: argparse.Namespace):
     kw = dict(
         out=args.out, overwrite=args.overwrite, generator=args.generator, train_generator=args.train_generator,
         clip=tuple(args.clip or ()), clip_weights=tuple(args.clip_weights or ()), source=args.source,
-        target=args.target, style_images=args.style_images, lr=args.lr, lr_final=args.lr_final,
+        target=args.target, style_images=args.style_images, lr=args.lr,
         truncation=args.truncation, noise_mode=args.noise_mode, seed=args.seed, layers=args.layers,
         lambda_direction=args.lambda_direction, lambda_global=args.lambda_global, lambda_norm=args.lambda_norm,
         lambda_manifold=args.lambda_manifold, lambda_patch=args.lambda_patch, sample_every=args.sample_every,
         sample_seeds=args.sample_seeds, sample_truncation=args.sample_truncation, save_every=args.save_every,
         evaluate=not args.no_eval, eval_seeds=args.eval_seeds, device=args.device, quiet=args.quiet,
     )
-    optional = dict(iters=args.iters, batch=args.batch, mixing=args.mixing, auto_layer_k=args.auto_layer_k,
+    optional = dict(iters=args.iters, batch=args.batch, lr_final=args.lr_final, mixing=args.mixing, auto_layer_k=args.auto_layer_k,
                     auto_layer_iters=args.auto_layer_iters, auto_layer_batch=args.auto_layer_batch,
                     auto_layer_every=args.auto_layer_every)
     kw.update({k: v for k, v in optional.items() if v is not None})
