@@ -63,7 +63,9 @@ def bench_shapes(args) -> None:
         total = time.perf_counter() - t0
     times = [r["time_s"] for r in result.history]
     search = [r["search_s"] for r in result.history]
-    print(f"shapes world, {args.iters} iterations ({args.target}, batch {cfg.batch}, lr {cfg.lr} → {cfg.lr_at(cfg.iters - 1):.3g}): total {total:.1f} s incl. loading/saving, "
+    lr = f"lr {cfg.lr} → {cfg.lr_at(cfg.iters - 1):.3g}"
+    print(f"shapes world, {args.iters} iterations ({args.target}, batch {cfg.batch}, {lr}): "
+          f"total {total:.1f} s incl. loading/saving, "
           f"loop {result.seconds:.1f} s, {statistics.median(times):.3f} s/iter median "
           f"(layer search {statistics.median(search):.3f} s)")
 

@@ -160,7 +160,8 @@ class TrainConfig:
             if not getattr(self, key) > 0:
                 raise ConfigError(f"{key.replace('_', '-')}={getattr(self, key)!r} must be > 0")
         if not 0 <= self.lr_final <= 1:
-            raise ConfigError(f"lr-final={self.lr_final!r} must be in [0, 1]", "it is a fraction of --lr; 1 keeps the lr constant")
+            raise ConfigError(f"lr-final={self.lr_final!r} must be in [0, 1]",
+                              "it is a fraction of --lr; 1 keeps the lr constant")
         if not 0 <= self.mixing <= 1:
             raise ConfigError(f"mixing={self.mixing!r} must be a probability in [0, 1]")
         for key in ("truncation", "sample_truncation"):

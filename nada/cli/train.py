@@ -117,9 +117,9 @@ def config_from_args(args: argparse.Namespace):
         sample_seeds=args.sample_seeds, sample_truncation=args.sample_truncation, save_every=args.save_every,
         evaluate=not args.no_eval, eval_seeds=args.eval_seeds, device=args.device, quiet=args.quiet,
     )
-    optional = dict(iters=args.iters, batch=args.batch, lr_final=args.lr_final, mixing=args.mixing, auto_layer_k=args.auto_layer_k,
-                    auto_layer_iters=args.auto_layer_iters, auto_layer_batch=args.auto_layer_batch,
-                    auto_layer_every=args.auto_layer_every)
+    optional = dict(iters=args.iters, batch=args.batch, lr_final=args.lr_final, mixing=args.mixing,
+                    auto_layer_k=args.auto_layer_k, auto_layer_iters=args.auto_layer_iters,
+                    auto_layer_batch=args.auto_layer_batch, auto_layer_every=args.auto_layer_every)
     kw.update({k: v for k, v in optional.items() if v is not None})
     return TrainConfig.from_preset(args.preset, **kw)
 
