@@ -7,8 +7,9 @@ shapes world's quality figures.
 The shapes generator's latents have ground truth (``nada.shapes.generator_factors``), so the
 exact target-style render of every latent is known. This script fine-tunes the same layers
 `nada train` trains on the shapes world, with the same optimiser (Adam, lr·4/5, betas
-(0, 0.99^(4/5))), batch and iteration count, but against pixel error to those renders instead of
-CLIP. Then it runs the same `nada eval` measurement (256 seeds). A figure `nada train` cannot
+(0, 0.99^(4/5))), batch and iteration count, at a constant lr (`nada train`'s shapes default
+now anneals it to a third; the README's bound figures are at a constant lr), but against pixel
+error to those renders instead of CLIP. Then it runs the same `nada eval` measurement (256 seeds). A figure `nada train` cannot
 reach even here says the layer set and budget, not the CLIP guidance, are what limit it.
 """
 
