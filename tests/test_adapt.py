@@ -143,6 +143,37 @@ def test_twin_shares_mapping_and_copies_synthesis():
     assert view.mapping is twin.mapping and view.synthesis is twin.trainable
 
 
+def test_twins_share_the_blocks_below_every_learnable_layer():
+    torch.manual_seed(0)
+    twin = TwinGenerator(Generator(tiny_cfg()))  # blocks 4, 8, 16
+    assert twin.shared_until(["b16.conv0", "b16.torgb"]) == 8
+    assert twin.shared_until(["b16.conv1", "b8.torgb"]) == 4   # b8's ToRGB is part of block 8
+    assert twin.shared_until(["b4.conv1"]) is None
+    assert twin.shared_until([]) == 8                          # the last block always runs twice
+    gen = torch.Generator().manual_seed(1)
+    ws, noise = twin.sample_ws(3, gen), twin.make_noise(3, gen)
+    with torch.no_grad():
+        twin.trainable.b16.conv1.weight.mul_(1.5)              # the twins differ above the split
+    frozen, trained = twin.forward_pair(ws, noise, twin.shared_until(["b16.conv1"]))
+    assert torch.equal(frozen, twin.forward_frozen(ws, noise))
+    assert torch.equal(trained, twin.forward_trainable(ws, noise)) and not torch.equal(frozen, trained)
+    with torch.no_grad():
+        twin.trainable.b4.conv1.weight.add_(0.01)             # e.g. --train-generator: nothing shared
+    assert twin.shared_until(["b16.conv1"]) is None
+
+
+def test_shared_blocks_change_nothing_in_a_run(gen_path, tmp_path, monkeypatch):
+    kw = dict(iters=3, layers="b16.*", batch=3, sample_every=0, save_every=0)
+    shared = train(run_cfg(gen_path, tmp_path / "shared", **kw), objective())
+    monkeypatch.setattr(TwinGenerator, "shared_until", lambda self, learnable: None)
+    separate = train(run_cfg(gen_path, tmp_path / "separate", **kw), objective())
+    a = load_generator(shared.generator_path).generator.state_dict()
+    b = load_generator(separate.generator_path).generator.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a) and any(
+        not torch.equal(a[k], v) for k, v in load_generator(gen_path).generator.state_dict().items())
+    assert [r["loss"] for r in shared.history] == [r["loss"] for r in separate.history]
+
+
 def test_select_layers_picks_k_and_computes_no_weight_grads():
     torch.manual_seed(0)
     twin = TwinGenerator(Generator(tiny_cfg()))

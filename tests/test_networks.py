@@ -175,6 +175,28 @@ def test_noise_modes(G):
     assert "synthesis.b16.conv1.noise_const" in G.state_dict()
 
 
+def test_forward_in_two_parts_equals_one_forward(G):
+    # forward_to(res) then forward(start=state) runs each block once, in order: the same values
+    # as one forward, and gradients reach the weights above the split
+    S = G.synthesis
+    ws = G.mapping(torch.randn(3, G.z_dim))
+    noise = G.make_noise(3, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        whole = S(ws, noise=noise)
+        for res in S.block_resolutions:
+            state = S.forward_to(ws, res, noise=noise)
+            assert state.res == res and state.img.shape[-1] == res == state.x.shape[-1]
+            assert torch.equal(S(ws, noise=noise, start=state), whole)
+    S.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        state = S.forward_to(ws, 8, noise=noise)
+    S(ws.detach(), noise=noise, start=state).sum().backward()
+    assert S.b16.conv1.weight.grad is not None and S.b8.conv1.weight.grad is None
+    S.zero_grad(set_to_none=True)
+    with pytest.raises(ValueError, match="no block at 12px"):
+        S.forward_to(ws, 12)
+
+
 def test_truncation(G):
     z = torch.randn(3, G.z_dim)
     ws0 = G.mapping(z, truncation_psi=0)

@@ -143,6 +143,8 @@ class Trainer:
         self.layers = self.twin.layers()
         self.allowed = prep.allowed_layers
         self.candidates = candidate_indices(self.layers, self.allowed)
+        # Blocks below every layer that may learn are computed once for both twins per step.
+        self.shared_res = self.twin.shared_until(self.allowed)
         self.k = resolve_k(cfg.auto_layer_k, len(self.candidates), self.twin.num_ws)
         self.rng = torch.Generator(device="cpu").manual_seed(cfg.seed)
         self.weights = {name.removeprefix("lambda_"): float(getattr(cfg, name)) for name in LOSS_WEIGHTS}
@@ -175,6 +177,7 @@ class Trainer:
         self.selection = None if sel is None else LayerSelection(
             tuple(sel["w_indices"]), tuple(sel["names"]), tuple(sel["scores"]))
         self.metrics.truncate_after(self.iteration)
+        self.shared_res = self.twin.shared_until(self.allowed)
 
     def save_resumable(self) -> Path:
         return rundir.save_state(self.run_dir, self.state_dict())
@@ -206,8 +209,7 @@ class Trainer:
         set_trainable(self.twin.trainable, self.layers, selection.names)
         ws = self.twin.sample_ws(cfg.batch, self.rng, cfg.mixing, cfg.truncation)
         noise = self.twin.make_noise(cfg.batch, self.rng) if cfg.noise_mode == "random" else None
-        frozen_img = self.twin.forward_frozen(ws, noise)
-        train_img = self.twin.forward_trainable(ws, noise)
+        frozen_img, train_img = self.twin.forward_pair(ws, noise, self.shared_res)
         terms = self.objective.losses(frozen_img, train_img, self.weights, rng=self.rng)
         loss = sum(self.weights[name] * value for name, value in terms.items())
         self.opt.zero_grad(set_to_none=True)

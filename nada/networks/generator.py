@@ -89,6 +89,16 @@ class MappingNetwork(nn.Module):
         return self.w_avg
 
 
+@dataclass(frozen=True)
+class SynthesisState:
+    """Where a synthesis forward stands after block ``res``: the feature map ``x`` and the skip
+    image ``img`` (what the next block reads)."""
+
+    res: int
+    x: torch.Tensor
+    img: torch.Tensor
+
+
 class SynthesisBlock(nn.Module):
     """One resolution: (up-sampling conv0), conv1, ToRGB added to the up-sampled skip image."""
 
@@ -168,7 +178,26 @@ class SynthesisNetwork(nn.Module):
         noise_mode: str = "const",                      # random | const | none
         noise: dict[str, torch.Tensor] | None = None,   # from make_noise; overrides noise_mode
         generator: torch.Generator | None = None,       # RNG for noise_mode='random'
+        start: SynthesisState | None = None,            # continue after this block (from forward_to)
     ) -> torch.Tensor:
+        """The image; with ``start``, only the blocks above ``start.res`` run, on its tensors."""
+        return self._run(ws, noise_mode, noise, generator, start, None).img
+
+    def forward_to(
+        self,
+        ws: torch.Tensor,
+        res: int,                                       # last block to run
+        noise_mode: str = "const",
+        noise: dict[str, torch.Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> SynthesisState:
+        """The feature map and skip image after block ``res``: the shared part of two synthesis
+        networks whose blocks up to ``res`` are equal, for ``forward(..., start=state)``."""
+        if res not in self.block_resolutions:
+            raise ValueError(f"no block at {res}px; blocks: {self.block_resolutions}")
+        return self._run(ws, noise_mode, noise, generator, None, res)
+
+    def _run(self, ws, noise_mode, noise, generator, start, stop) -> SynthesisState:
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode={noise_mode!r}; use one of {NOISE_MODES}")
         assert_shape(ws, [None, self.num_ws, self.w_dim], "ws")
@@ -177,9 +206,14 @@ class SynthesisNetwork(nn.Module):
         if unknown:
             raise ValueError(f"noise for unknown layers {sorted(unknown)}")
         x = img = None
+        if start is not None:
+            x, img = start.x, start.img
         w_idx = 0
         for res in self.block_resolutions:
             block = getattr(self, f"b{res}")
+            if start is not None and res <= start.res:
+                w_idx += len(block.conv_names())
+                continue
             if res == 4:
                 x = block.const.to(ws.dtype).unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
             for conv in block.conv_names():
@@ -188,7 +222,9 @@ class SynthesisNetwork(nn.Module):
                 w_idx += 1
             y = block.torgb(x, ws[:, w_idx])
             img = y if img is None else stylegan2_ops.upsample2d(img, block.resample_filter.float()) + y
-        return img
+            if res == stop:
+                return SynthesisState(res, x, img)
+        return SynthesisState(self.img_resolution, x, img)
 
 
 class Generator(nn.Module):
