@@ -3,10 +3,13 @@
   shapes   : s/iter and total for N iterations on the embedded default (shapes world)
   fullsize : per-iteration time at 256² with a random config-f generator and a random ViT-B-32
   search   : the layer search with W+ gradients only vs. with weight gradients too (official)
+  share    : shapes-default steps with the twins' common lower blocks run once vs. twice,
+             alternating blocks of 10 steps in one process (so both see the same machine load)
 
     .venv/bin/python scripts/bench_train.py shapes --iters 300
     .venv/bin/python scripts/bench_train.py fullsize --iters 2
     .venv/bin/python scripts/bench_train.py search --res 256 --repeats 2
+    .venv/bin/python scripts/bench_train.py share --repeats 6
 """
 
 from __future__ import annotations
@@ -120,9 +123,35 @@ def bench_search(args) -> None:
           f"with weight grads {b:.2f} s, speed-up {b / a:.2f}x (same indices: {out[False][1] == out[True][1]})")
 
 
+def bench_share(args) -> None:
+    from nada.adapt import rundir
+    from nada.adapt.trainer import Trainer, prepare
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = TrainConfig(out=str(Path(tmp) / "run"), target=args.target, quiet=True, evaluate=False,
+                          sample_every=0, save_every=0, device=args.device)
+        prep = prepare(cfg)
+        trainer = Trainer(prep, rundir.create_run_dir(prep.cfg))
+        shared = trainer.shared_res
+        sync = torch.cuda.synchronize if prep.device.type == "cuda" else (lambda: None)
+        per_step = {True: [], False: []}
+        for _ in range(args.repeats):
+            for on in (True, False):
+                trainer.shared_res = shared if on else None
+                sync()
+                t0 = time.perf_counter()
+                for _ in range(10):
+                    trainer.step()
+                sync()
+                per_step[on].append((time.perf_counter() - t0) / 10)
+    a, b = statistics.median(per_step[True]), statistics.median(per_step[False])
+    print(f"shapes default ({args.target}, batch {cfg.batch}): blocks up to {shared} px shared {a:.3f} s/iter, "
+          f"run twice {b:.3f} s/iter (medians of {args.repeats} blocks of 10 steps), speed-up {b / a:.2f}x")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["shapes", "fullsize", "search"])
+    p.add_argument("what", choices=["shapes", "fullsize", "search", "share"])
     p.add_argument("--iters", type=int, default=300)
     p.add_argument("--target", default="sketch")
     p.add_argument("--res", type=int, default=256)
@@ -131,7 +160,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
-    {"shapes": bench_shapes, "fullsize": bench_fullsize, "search": bench_search}[args.what](args)
+    {"shapes": bench_shapes, "fullsize": bench_fullsize, "search": bench_search,
+     "share": bench_share}[args.what](args)
 
 
 if __name__ == "__main__":
