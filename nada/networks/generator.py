@@ -192,7 +192,9 @@ class SynthesisNetwork(nn.Module):
         generator: torch.Generator | None = None,
     ) -> SynthesisState:
         """The feature map and skip image after block ``res``: the shared part of two synthesis
-        networks whose blocks up to ``res`` are equal, for ``forward(..., start=state)``."""
+        networks whose blocks up to ``res`` are equal, for ``forward(..., start=state)``. The
+        split matches one forward for a given ``noise`` dict or const noise; noise drawn from
+        ``generator`` inside follows the blocks that run, so pass one ``noise`` draw instead."""
         if res not in self.block_resolutions:
             raise ValueError(f"no block at {res}px; blocks: {self.block_resolutions}")
         return self._run(ws, noise_mode, noise, generator, None, res)
