@@ -51,6 +51,11 @@ def num_ws(img_resolution: int) -> int:
     return 2 * _check_resolution(img_resolution) - 2
 
 
+def block_resolution(name: str) -> int:
+    """The block a layer name belongs to, as its resolution: ``b32.torgb`` → 32."""
+    return int(name.partition(".")[0][1:])
+
+
 def w_index(name: str, img_resolution: int) -> int:
     """Style index of one layer name."""
     if name not in layer_names(img_resolution):
@@ -58,8 +63,8 @@ def w_index(name: str, img_resolution: int) -> int:
             f"unknown layer name {name!r} for a {img_resolution}px generator",
             f"names look like b4.conv1, b8.conv0, b8.torgb … b{img_resolution}.torgb",
         )
-    block, _, kind = name.partition(".")
-    r = int(math.log2(int(block[1:])))
+    kind = name.partition(".")[2]
+    r = int(math.log2(block_resolution(name)))
     return {"conv0": 2 * r - 5, "conv1": 2 * r - 4, "torgb": 2 * r - 3}[kind]
 
 
@@ -84,7 +89,7 @@ def resolve(spec: str | Sequence[str], img_resolution: int) -> list[str]:
     for item in items:
         if item in PRESETS:
             lo, hi = PRESETS[item]
-            hits = [n for n in all_names if lo <= int(n.split(".")[0][1:]) <= hi]
+            hits = [n for n in all_names if lo <= block_resolution(n) <= hi]
         elif any(ch in item for ch in "*?["):
             hits = fnmatch.filter(all_names, item)
         else:

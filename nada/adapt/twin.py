@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..layer_groups import block_resolution
 from ..networks import Generator, LayerRef
 
 
@@ -76,7 +77,7 @@ class TwinGenerator(nn.Module):
         names of the layers that may learn (``None`` if there is no such block): the blocks below
         the lowest learnable layer (and below the last block) whose parameters and buffers match
         exactly."""
-        lowest = min((int(name.partition(".")[0][1:]) for name in learnable), default=None)
+        lowest = min((block_resolution(name) for name in learnable), default=None)
         shared = None
         for res in self.frozen.block_resolutions:
             if (lowest is not None and res >= lowest) or res == self.frozen.img_resolution:
