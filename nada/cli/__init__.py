@@ -20,6 +20,8 @@ _COMMANDS = {
     "info": "info",
     "download": "download",
     "download-clip": "download_clip",
+    "mapper": "mapper",
+    "app": "app",
 }
 
 
