@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, ConfigError, DataError
+from ..hooks import RunHooks
 from . import rundir
 from .config import LOSS_WEIGHTS, TrainConfig, generator_adam, resolve_k
 from .layers import (
@@ -52,7 +53,7 @@ class RunResult:
 
     run_dir: Path                               # the run directory
     iterations: int                             # iterations completed (in total, across resumes)
-    interrupted: bool = False                   # stopped by SIGINT; resumable
+    interrupted: bool = False                   # stopped by SIGINT or hooks.stop; resumable
     generator_path: Path | None = None          # nada-format adapted generator (None if interrupted)
     rosinality_path: Path | None = None         # rosinality export (None if not exportable)
     eval: dict[str, Any] | None = None          # nada.shapes.evaluate metrics (shapes world only)
@@ -134,8 +135,9 @@ def prepare(cfg: TrainConfig, objective: Objective | None = None) -> Prepared:
 class Trainer:
     """One NADA run over a :class:`Prepared` bundle."""
 
-    def __init__(self, prep: Prepared, run_dir: Path):
+    def __init__(self, prep: Prepared, run_dir: Path, hooks: RunHooks | None = None):
         self.prep = prep
+        self.hooks = hooks or RunHooks()  # progress callbacks and a stop flag (web demo, tests)
         self.cfg = cfg = prep.cfg
         self.twin = prep.twin
         self.objective = prep.objective
@@ -286,12 +288,13 @@ class Trainer:
                 if cfg.quiet and (it % log_every == 0 or it == cfg.iters):
                     log.info("iter %d/%d loss %.4f layers %s (%.2f s/it)", it, cfg.iters, record["loss"],
                              record["w_indices"], record["time_s"])
+                self.hooks.step(record, cfg.iters)
                 if cfg.sample_every and it % cfg.sample_every == 0 and it < cfg.iters:
-                    self.sample_grid(f"iter_{it:06d}")
+                    self.hooks.sample(self.sample_grid(f"iter_{it:06d}"))
                 if cfg.save_every and it % cfg.save_every == 0 and it < cfg.iters:
                     self.save_generator(self.run_dir / rundir.CHECKPOINTS / f"iter_{it:06d}.safetensors")
                     self.save_resumable()
-                if self._stop:
+                if self._stop or self.hooks.stopping:  # Ctrl-C or hooks.stop: same clean stop
                     self.save_resumable()
                     result.interrupted = True
                     log.warning("interrupted at iteration %d; resume with: nada train --resume %s", it, self.run_dir)
@@ -306,7 +309,7 @@ class Trainer:
             return result
         self.save_resumable()
         self.sample_grid(f"iter_{self.iteration:06d}")
-        self.sample_grid("final")
+        self.hooks.sample(self.sample_grid("final"))
         result.generator_path = self.save_generator(self.run_dir / rundir.GENERATOR)
         result.rosinality_path = self._export_rosinality()
         if cfg.uses_shapes_generator and cfg.evaluate and cfg.target is not None:
@@ -335,12 +338,14 @@ class Trainer:
         return metrics, evaluate.format_table(metrics)
 
 
-def train(cfg: TrainConfig, objective: Objective | None = None) -> RunResult:
+def train(cfg: TrainConfig, objective: Objective | None = None, hooks: RunHooks | None = None) -> RunResult:
     """Run NADA as ``cfg`` says (Python API of ``nada train``). ``objective`` replaces the CLIP
-    guidance built from ``cfg`` (tests, custom losses)."""
+    guidance built from ``cfg`` (tests, custom losses); ``hooks`` get each step's record and each
+    sample grid, and ``hooks.stop`` ends the run as Ctrl-C does (resumable, ``interrupted``).
+    Everything is validated before the run directory is created."""
     prep = prepare(cfg, objective)
     run_dir = rundir.create_run_dir(prep.cfg)
-    trainer = Trainer(prep, run_dir)
+    trainer = Trainer(prep, run_dir, hooks)
     if prep.state is not None:
         trainer.load_state_dict(prep.state)
         log.info("resuming %s at iteration %d", run_dir, trainer.iteration)
