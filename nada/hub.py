@@ -23,6 +23,7 @@ from .errors import CheckpointError, DownloadError
 log = logging.getLogger(__name__)
 
 SHAPES_GENERATOR = "shapes_generator.safetensors"  # in pretrained/, the embedded default
+RUN_GENERATOR = "generator.safetensors"            # the adapted generator in a `nada train` run directory
 
 _ADA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained"
 _NGC = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files"
@@ -182,7 +183,8 @@ def shapes_generator_path() -> Path:
 
 def resolve_generator(spec: str | os.PathLike | None) -> Path:
     """A generator spec → local file: None/'shapes' → the embedded one; a known name → cached
-    download; a URL → download; anything else must be an existing file."""
+    download; a URL → download; a `nada train` run directory → its adapted generator; anything
+    else must be an existing file."""
     if spec is None or str(spec) == "shapes":
         return shapes_generator_path()
     spec = str(spec)
@@ -191,7 +193,9 @@ def resolve_generator(spec: str | os.PathLike | None) -> Path:
     if "://" in spec:
         return download(spec)
     path = Path(spec).expanduser()
+    if path.is_dir() and (path / RUN_GENERATOR).is_file():  # a `nada train` run: its adapted generator
+        return path / RUN_GENERATOR
     if not path.is_file():
         raise CheckpointError(f"generator {spec!r} is not a file, a known name or a URL",
-                              f"known names: {', '.join(KNOWN)}; or 'shapes'")
+                              f"known names: {', '.join(KNOWN)}; 'shapes'; or a `nada train` run directory")
     return path

@@ -107,3 +107,20 @@ def resolve(spec: str | Sequence[str], img_resolution: int) -> list[str]:
 def w_indices(spec: str | Sequence[str], img_resolution: int) -> list[int]:
     """Sorted distinct style indices of the layers a spec selects."""
     return sorted({w_index(n, img_resolution) for n in resolve(spec, img_resolution)})
+
+
+# The latent mapper's levels (StyleCLIP's levels mapper): W+ rows [0, a), [a, b), [b, num_ws)
+# where a and b are the style indices of the 16 px and the 64 px blocks' second conv. For a
+# 1024 px generator (18 ws) that is 0:4 / 4:8 / 8:18; every generator of 64 px and up splits at
+# 4 and 8 (shapes-64: 0:4 / 4:8 / 8:10). Below 64 px the upper levels are empty.
+MAPPER_LEVELS = ("coarse", "medium", "fine")
+_MAPPER_SPLITS = ("b16.conv1", "b64.conv1")
+
+
+def mapper_slices(img_resolution: int) -> dict[str, tuple[int, int]]:
+    """Level name → half-open W+ row range ``(start, stop)`` for a generator of this size."""
+    n = num_ws(img_resolution)
+    # w_index's rule, asked at a resolution that has the block, capped at this generator's rows
+    cuts = [min(n, w_index(name, max(img_resolution, block_resolution(name)))) for name in _MAPPER_SPLITS]
+    bounds = [0, *cuts, n]
+    return {level: (bounds[i], bounds[i + 1]) for i, level in enumerate(MAPPER_LEVELS)}

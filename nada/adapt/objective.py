@@ -25,6 +25,17 @@ PATCHES_PER_IMAGE = 4
 PATCH_FRACTION = 0.5
 
 
+def check_prompt_words(encoders: Sequence, specs: Sequence[str], texts: dict[str, str | None]) -> None:
+    """One clear error for the first prompt (option name → text) holding a word that one of the
+    CLIP models does not know (only vocabulary-limited models like the shapes CLIP say so)."""
+    for enc, spec in zip(encoders, specs):
+        for what, text in texts.items():
+            unknown = enc.unknown_words(text) if text else []
+            if unknown:
+                raise ConfigError(f"{what} {text!r}: the {spec} CLIP does not know the words {unknown}",
+                                  "use words of its vocabulary (e.g. photo, sketch, neon, pixel art, blue, star)")
+
+
 class ClipObjective:
     """Global, directional, embedding-norm, manifold and patch CLIP losses summed over encoders
     with weights."""
@@ -81,12 +92,7 @@ class ClipObjective:
         if cfg.lambda_manifold > 0 and cfg.target is None:
             raise ConfigError("--lambda-manifold needs a --target text", "set it to 0 with --style-images")
         encoders = [load_clip(spec, device) for spec in cfg.clip]
-        for enc, spec in zip(encoders, cfg.clip):
-            for what, text in (("--source", cfg.source), ("--target", cfg.target)):
-                unknown = enc.unknown_words(text) if text else []
-                if unknown:
-                    raise ConfigError(f"{what} {text!r}: the {spec} CLIP does not know the words {unknown}",
-                                      "use words of its vocabulary (e.g. photo, sketch, neon, pixel art)")
+        check_prompt_words(encoders, cfg.clip, {"--source": cfg.source, "--target": cfg.target})
         if cfg.style_images is None:
             return cls(encoders, cfg.clip_weights, cfg.source, cfg.target)
         style = load_style_images(cfg.style_images, device)

@@ -15,6 +15,7 @@ import torch
 
 from ..checkpoints import atomic_write
 from ..errors import ConfigError
+from ..hub import RUN_GENERATOR
 from .config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ METRICS = "metrics.jsonl"
 SAMPLES = "samples"
 CHECKPOINTS = "checkpoints"
 RESUME = "resume.pt"
-GENERATOR = "generator.safetensors"
+GENERATOR = RUN_GENERATOR  # hub.resolve_generator finds it in a run directory
 ROSINALITY = "generator_rosinality.pt"
 EVAL = "eval.json"
 STATE_VERSION = 1

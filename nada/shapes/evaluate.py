@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 import torch
 
 from ..errors import ConfigError
-from .renderer import COLOURS, STYLES, STYLES_WITH_COLOUR
+from .renderer import COLOURS, SHAPES, STYLES, STYLES_WITH_COLOUR
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +38,14 @@ log = logging.getLogger(__name__)
 class Target:
     """What the edit aims at: a style or a colour bucket of the shapes world."""
 
-    kind: str  # "style" or "colour"
-    index: int  # into STYLES or COLOURS
+    kind: str  # "style", "colour" or "shape" (the oracle head that reads it)
+    index: int  # into STYLES, COLOURS or SHAPES
     name: str  # canonical name
 
 
 def parse_target(text: str) -> Target:
-    """A style or colour named in ``text`` ('sketch', 'pixel_art', 'a neon sign', 'blue')."""
+    """A style, colour or shape named in ``text`` ('sketch', 'pixel_art', 'a neon sign', 'blue',
+    'a star'); a style wins over a colour, a colour over a shape."""
     norm = " ".join(str(text).lower().replace("_", " ").replace("-", " ").split())
     squashed = norm.replace(" ", "")
     for i, style in enumerate(STYLES):
@@ -53,11 +54,14 @@ def parse_target(text: str) -> Target:
     for i, colour in enumerate(COLOURS):
         if colour in norm.split() or colour == norm:
             return Target("colour", i, colour)
+    for i, shape in enumerate(SHAPES):
+        if shape in norm.split():
+            return Target("shape", i, shape)
     if "pencil" in norm or "drawing" in norm:
         return Target("style", STYLES.index("sketch"), "sketch")
     raise ConfigError(
         f"target {text!r} names no style or colour of the shapes world",
-        f"use one of: {', '.join(STYLES + COLOURS)}",
+        f"use one of: {', '.join(STYLES + COLOURS + SHAPES)}",
     )
 
 
@@ -132,12 +136,8 @@ def evaluate(
 
     # where does colour show? for a style edit: the target style; for a colour edit: always judged
     colour_shows = tgt.kind == "colour" or tgt.name in STYLES_WITH_COLOUR
-    if tgt.kind == "style":
-        attained = pa["style"] == tgt.index
-        frozen_share = pf["style"] == tgt.index
-    else:
-        attained = pa["colour"] == tgt.index
-        frozen_share = pf["colour"] == tgt.index
+    attained = pa[tgt.kind] == tgt.index  # the oracle head of the target's kind
+    frozen_share = pf[tgt.kind] == tgt.index
     ent_shape_f, ent_shape_a = _entropy(pf["shape"], 5), _entropy(pa["shape"], 5)
     ent_col_f, ent_col_a = _entropy(pf["colour"], len(COLOURS)), _entropy(pa["colour"], len(COLOURS))
     div_shape = _ratio(ent_shape_a, ent_shape_f)

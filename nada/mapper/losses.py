@@ -1,0 +1,70 @@
+"""The mapper's loss terms over a weighted ensemble of CLIP encoders (StyleCLIP's global CLIP
+loss and latent L2, NADA's embedding-norm loss, an optional directional and identity loss)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..guidance.losses import directional_loss, embedding_norm_loss, global_clip_loss, text_direction
+
+
+def latent_l2(ws_edit: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of the edited and unedited W+ latents (StyleCLIP's latent L2)."""
+    return F.mse_loss(ws_edit, ws)
+
+
+class MapperObjective:
+    """The terms of one mapper step; texts are encoded once, at construction."""
+
+    def __init__(
+        self,
+        encoders: Sequence,                         # ClipEncoder instances (frozen)
+        weights: Sequence[float],                   # one per encoder
+        target: str,                                # text of the edit
+        source: str | None = None,                  # text of the unedited images (directional term)
+        identity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,  # (img0, img1) → loss
+    ):
+        self.encoders = list(encoders)
+        self.weights = [float(w) for w in weights]
+        self.identity = identity
+        with torch.no_grad():
+            self.target_feat = [enc.encode_text([target])[0].float() for enc in self.encoders]
+            self.direction = None
+            if source is not None:
+                self.direction = [text_direction(enc.encode_text([source])[0].float(), t)
+                                  for enc, t in zip(self.encoders, self.target_feat)]
+
+    def losses(self, img0: torch.Tensor, img1: torch.Tensor, ws: torch.Tensor, ws_edit: torch.Tensor,
+               weights: dict[str, float]) -> dict[str, torch.Tensor]:
+        """Unweighted terms (``clip``, ``latent``, ``norm``, ``direction``, ``id``) for each
+        positive weight; ``img0``/``ws`` unedited (no grad), ``img1``/``ws_edit`` edited."""
+        need = {k for k, w in weights.items() if w > 0}
+        out: dict[str, torch.Tensor] = {}
+        pairs = []
+        for enc, w in zip(self.encoders, self.weights):
+            if w == 0:
+                pairs.append(None)
+                continue
+            f0 = None
+            if need & {"norm", "direction"}:
+                with torch.no_grad():
+                    f0 = enc.encode_image(img0).float()
+            pairs.append((f0, enc.encode_image(img1).float()))
+
+        def ensemble(fn) -> torch.Tensor:
+            return sum(w * fn(i, *pair) for i, (pair, w) in enumerate(zip(pairs, self.weights)) if pair is not None)
+
+        if "clip" in need:
+            out["clip"] = ensemble(lambda i, f0, f1: global_clip_loss(f1, self.target_feat[i].to(f1.device)))
+        if "latent" in need:
+            out["latent"] = latent_l2(ws_edit, ws)
+        if "norm" in need:
+            out["norm"] = ensemble(lambda i, f0, f1: embedding_norm_loss(f0, f1))
+        if "direction" in need and self.direction is not None:
+            out["direction"] = ensemble(lambda i, f0, f1: directional_loss(f0, f1, self.direction[i].to(f1.device)))
+        if "id" in need and self.identity is not None:
+            out["id"] = self.identity(img0, img1)
+        return out
