@@ -113,7 +113,8 @@ def test_loss_terms_match_independent_formulas():
     torch.manual_seed(2)
     img0, img1 = torch.randn(3, 3, 8, 8), torch.randn(3, 3, 8, 8)
     ws, ws_e = torch.randn(3, 6, 4), torch.randn(3, 6, 4)
-    got = obj.losses(img0, img1, ws, ws_e, {"clip": 1, "latent": 1, "norm": 1, "direction": 1, "id": 1})
+    src = obj.source_features(img0)
+    got = obj.losses(src, img1, ws, ws_e, {"clip": 1, "latent": 1, "norm": 1, "direction": 1, "id": 1})
     assert set(got) == {"clip", "latent", "norm", "direction"}  # no identity network: no id term
     clip = norm = direction = 0.0
     for enc, w in zip(encs, weights):
@@ -129,7 +130,7 @@ def test_loss_terms_match_independent_formulas():
     torch.testing.assert_close(got["direction"], direction)
     torch.testing.assert_close(got["latent"], ((ws_e - ws) ** 2).mean())
     torch.testing.assert_close(latent_l2(ws, ws), torch.tensor(0.0))
-    only = obj.losses(img0, img1, ws, ws_e, {"clip": 0, "latent": 0.8, "norm": 0, "direction": 0})
+    only = obj.losses(src, img1, ws, ws_e, {"clip": 0, "latent": 0.8, "norm": 0, "direction": 0})
     assert set(only) == {"latent"}
 
 
@@ -196,11 +197,17 @@ def test_epochs_use_every_latent_once(tmp_path, gen_paths):
 
     prep = prepare_mapper(cfg_for(gen_paths["a"], tmp_path / "r"))
     t = MapperTrainer(prep, tmp_path)
-    seen = []
-    for _ in range(3):  # 7 latents in batches of 3: 3 + 3 + 1
-        b = t.next_batch()
-        seen += [int(torch.nonzero((prep.latents == b[i].cpu()).all(-1).all(-1))[0]) for i in range(len(b))]
-    assert sorted(seen) == list(range(7))
+    epoch = [t.next_indices() for _ in range(3)]  # 7 latents in batches of 3: 3 + 3 + 1
+    assert [len(b) for b in epoch] == [3, 3, 1]
+    assert sorted(torch.cat(epoch).tolist()) == list(range(7))
+    second = torch.cat([t.next_indices() for _ in range(3)])
+    assert sorted(second.tolist()) == list(range(7)) and not torch.equal(second, torch.cat(epoch))
+    # the unedited images' features are computed once per latent, as the losses would
+    got = t.source_features(torch.tensor([5, 2]))[0]
+    assert t.have[[5, 2]].all() and not t.have[[0, 1, 3, 4, 6]].any()
+    img0 = prep.G.synthesis(prep.latents[[5, 2]], noise_mode="const")
+    torch.testing.assert_close(got, prep.objective.source_features(img0)[0])
+    torch.testing.assert_close(t.source_features(torch.tensor([2]))[0], got[1:])  # kept, not recomputed
 
 
 def test_train_resume_is_bit_exact(tmp_path, gen_paths):

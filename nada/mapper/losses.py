@@ -3,7 +3,7 @@ loss and latent L2, NADA's embedding-norm loss, an optional directional and iden
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,7 @@ class MapperObjective:
         weights: Sequence[float],                   # one per encoder
         target: str,                                # text of the edit
         source: str | None = None,                  # text of the unedited images (directional term)
-        identity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,  # (img0, img1) → loss
+        identity=None,                              # nada.mapper.identity.IdentityLoss, or None
     ):
         self.encoders = list(encoders)
         self.weights = [float(w) for w in weights]
@@ -37,22 +37,23 @@ class MapperObjective:
                 self.direction = [text_direction(enc.encode_text([source])[0].float(), t)
                                   for enc, t in zip(self.encoders, self.target_feat)]
 
-    def losses(self, img0: torch.Tensor, img1: torch.Tensor, ws: torch.Tensor, ws_edit: torch.Tensor,
-               weights: dict[str, float]) -> dict[str, torch.Tensor]:
+    @torch.no_grad()
+    def source_features(self, img0: torch.Tensor) -> list[torch.Tensor | None]:
+        """What the losses need of the unedited images: each encoder's features (None for a
+        zero-weight encoder), then the identity features when there is an identity network.
+        A latent's unedited image never changes, so the trainer computes these once per latent."""
+        feats = [enc.encode_image(img0).float() if w else None for enc, w in zip(self.encoders, self.weights)]
+        return feats + ([self.identity.features(img0)] if self.identity is not None else [])
+
+    def losses(self, source: list[torch.Tensor | None], img1: torch.Tensor, ws: torch.Tensor,
+               ws_edit: torch.Tensor, weights: dict[str, float]) -> dict[str, torch.Tensor]:
         """Unweighted terms (``clip``, ``latent``, ``norm``, ``direction``, ``id``) for each
-        positive weight; ``img0``/``ws`` unedited (no grad), ``img1``/``ws_edit`` edited."""
+        positive weight; ``source`` = :meth:`source_features` of the unedited images (latents
+        ``ws``), ``img1`` / ``ws_edit`` the edited ones."""
         need = {k for k, w in weights.items() if w > 0}
         out: dict[str, torch.Tensor] = {}
-        pairs = []
-        for enc, w in zip(self.encoders, self.weights):
-            if w == 0:
-                pairs.append(None)
-                continue
-            f0 = None
-            if need & {"norm", "direction"}:
-                with torch.no_grad():
-                    f0 = enc.encode_image(img0).float()
-            pairs.append((f0, enc.encode_image(img1).float()))
+        pairs = [None if w == 0 else (f0, enc.encode_image(img1).float())
+                 for enc, w, f0 in zip(self.encoders, self.weights, source)]
 
         def ensemble(fn) -> torch.Tensor:
             return sum(w * fn(i, *pair) for i, (pair, w) in enumerate(zip(pairs, self.weights)) if pair is not None)
@@ -66,5 +67,5 @@ class MapperObjective:
         if "direction" in need and self.direction is not None:
             out["direction"] = ensemble(lambda i, f0, f1: directional_loss(f0, f1, self.direction[i].to(f1.device)))
         if "id" in need and self.identity is not None:
-            out["id"] = self.identity(img0, img1)
+            out["id"] = self.identity.loss(source[-1], img1)
         return out

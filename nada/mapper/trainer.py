@@ -213,19 +213,23 @@ class MapperTrainer:
         self.perm = torch.randperm(len(prep.latents), generator=self.rng)
         self.pos = 0
         self._stop = False
+        self.source_feats: list[torch.Tensor | None] | None = None  # per latent, filled as drawn
+        self.have = torch.zeros(len(prep.latents), dtype=torch.bool)
 
     # -- state ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"kind": "mapper", "version": STATE_VERSION, "step": self.step_count,
                 "mapper": {k: v.detach().cpu().clone() for k, v in self.mapper.state_dict().items()},
                 "optimizer": self.opt.state_dict(), "rng": rundir.rng_state(self.rng),
-                "perm": self.perm.clone(), "pos": self.pos}
+                "perm": self.perm.clone(), "pos": self.pos, "have": self.have.clone(),
+                "source_feats": self.source_feats}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.mapper.load_state_dict(state["mapper"])
         self.opt.load_state_dict(state["optimizer"])
         rundir.set_rng_state(self.rng, state["rng"])
         self.step_count, self.perm, self.pos = int(state["step"]), state["perm"].clone(), int(state["pos"])
+        self.have, self.source_feats = state["have"].clone(), state["source_feats"]
         self.metrics.truncate_after(self.step_count)
 
     def save_resumable(self) -> Path:
@@ -233,25 +237,43 @@ class MapperTrainer:
                                    lambda tmp: torch.save(self.state_dict(), tmp))
 
     # -- one step -------------------------------------------------------------------------
-    def next_batch(self) -> torch.Tensor:
-        """The next latents of this epoch: every latent once per epoch, in a fresh order each
-        epoch (the last batch of an epoch may be smaller)."""
+    def next_indices(self) -> torch.Tensor:
+        """Indices of the next latents of this epoch: every latent once per epoch, in a fresh
+        order each epoch (the last batch of an epoch may be smaller)."""
         if self.pos >= len(self.perm):
             self.perm = torch.randperm(len(self.prep.latents), generator=self.rng)
             self.pos = 0
         idx = self.perm[self.pos: self.pos + self.cfg.batch]
         self.pos += len(idx)
-        return self.prep.latents[idx].to(self.device)
+        return idx
+
+    @torch.no_grad()
+    def source_features(self, idx: torch.Tensor) -> list[torch.Tensor | None]:
+        """The losses' features of these latents' unedited images. A latent's unedited image
+        never changes, so they are computed the first time a latent is drawn and kept (on the
+        CPU, in the resumable state, so a resumed run uses the same numbers)."""
+        missing = idx[~self.have[idx]]
+        if len(missing):
+            img0 = self.G.synthesis(self.prep.latents[missing].to(self.device), noise_mode="const")
+            feats = self.prep.objective.source_features(img0)
+            if self.source_feats is None:
+                n = len(self.prep.latents)
+                self.source_feats = [None if f is None else torch.zeros(n, *f.shape[1:]) for f in feats]
+            for store, f in zip(self.source_feats, feats):
+                if store is not None:
+                    store[missing] = f.cpu()
+            self.have[missing] = True
+        return [None if f is None else f[idx].to(self.device) for f in self.source_feats]
 
     def step(self) -> dict[str, Any]:
         t0 = time.perf_counter()
         syn = self.G.synthesis
-        ws = self.next_batch()
-        with torch.no_grad():
-            img0 = syn(ws, noise_mode="const")
+        idx = self.next_indices()
+        ws = self.prep.latents[idx].to(self.device)
+        source = self.source_features(idx)
         ws_edit = self.mapper.edit(ws, self.cfg.strength)
         img1 = syn(ws_edit, noise_mode="const")
-        terms = self.prep.objective.losses(img0, img1, ws, ws_edit, self.weights)
+        terms = self.prep.objective.losses(source, img1, ws, ws_edit, self.weights)
         loss = sum(self.weights[name] * value for name, value in terms.items())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
