@@ -97,6 +97,7 @@ class Viewer:
         self.cache = GeneratorCache(device)
         self._buffers: dict[str, tuple[Any, Any, threading.Lock]] = {}
         self._lock = threading.Lock()
+        self.last_tile = 64  # image side of the last render (for display scaling)
 
     def _buffer(self, adapted_path: Path, adapted):
         key = str(adapted_path)
@@ -127,6 +128,7 @@ class Viewer:
         with lock:
             blend_synthesis(blend, frozen, adapted, alpha)
             blended = generate_images(blend, seeds, truncation)
+        self.last_tile = int(blended.shape[1])
         return RunView(name, generate_images(frozen, seeds, truncation), blended, spec)
 
 

@@ -11,7 +11,7 @@ import gradio as gr
 
 from ..errors import NadaError
 from .context import AppContext
-from .training import message_html
+from .training import for_display, message_html
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def build_explore_tab(ctx: AppContext):
     eval_lock = threading.Lock()  # one oracle evaluation at a time
 
     with gr.Row():
-        runs = gr.Dropdown([], value=[], multiselect=True, label="runs (choose several to compare side by side)",
+        runs = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="runs (choose several to compare side by side)",
                            scale=4, elem_id="nada-runs")
         refresh = gr.Button("Refresh", scale=0, size="sm", elem_id="nada-refresh")
     with gr.Row():
@@ -102,7 +102,8 @@ def build_explore_tab(ctx: AppContext):
             log.exception("explore failed")
             return (message_html(f"internal error: {type(exc).__name__}: {exc}"), None, "", "",
                     gr.update(visible=False, value=None))
-        return "", image, text, eval_markdown(ctx, names, False, device), gr.update(value=str(png), visible=True)
+        return ("", for_display(image, tile=viewer.last_tile), text, eval_markdown(ctx, names, False, device),
+                gr.update(value=str(png), visible=True))
 
     def on_evaluate(names):
         if not names:

@@ -11,7 +11,7 @@ import gradio as gr
 from ..errors import NadaError
 from .context import AppContext
 from .jobs import DONE, STOPPED
-from .training import (CLIP_CHOICES, IMAGES, KNOWN, SHAPES, TEXT, UPLOAD, TrainForm, message_html, read_png,
+from .training import (CLIP_CHOICES, IMAGES, KNOWN, SHAPES, TEXT, UPLOAD, TrainForm, for_display, message_html, read_png,
                        status_html, submit_resume, submit_training)
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def build_train_tab(ctx: AppContext) -> None:
                                 visible=False)
             upload = gr.File(label="generator checkpoint (.pt, .pkl, .safetensors)", file_count="single",
                              visible=False, elem_id="nada-upload")
-            upload_note = gr.HTML("", elem_id="nada-upload-note")
+            upload_note = gr.HTML("", visible=False, elem_id="nada-upload-note")
             with gr.Row():
                 source = gr.Textbox("photo", label="source text", elem_id="nada-source")
                 target = gr.Textbox("sketch", label="target text", elem_id="nada-target")
@@ -62,7 +62,7 @@ def build_train_tab(ctx: AppContext) -> None:
                 start = gr.Button("Start", variant="primary", elem_id="nada-start")
                 stop = gr.Button("Stop", variant="stop", elem_id="nada-stop")
             with gr.Accordion("resume a stopped run", open=False):
-                resume_run = gr.Dropdown([], label="stopped run", elem_id="nada-resume-run")
+                resume_run = gr.Dropdown([], allow_custom_value=True, label="stopped run", elem_id="nada-resume-run")
                 resume_iters = gr.Number(0, precision=0, label="iterations in total (0: the run's)")
                 with gr.Row():
                     resume_refresh = gr.Button("Refresh", size="sm")
@@ -71,11 +71,12 @@ def build_train_tab(ctx: AppContext) -> None:
             status = gr.HTML("", elem_id="nada-status")
             preview = gr.Image(label="frozen (top) vs adapted (bottom)", interactive=False, type="numpy",
                                elem_id="nada-preview", height=300)
-            results = gr.Markdown("", elem_id="nada-results")
             with gr.Row():
-                dl_gen = gr.DownloadButton("generator (.safetensors)", visible=False, elem_id="nada-dl-generator")
-                dl_ros = gr.DownloadButton("rosinality (.pt)", visible=False, elem_id="nada-dl-rosinality")
-                dl_png = gr.DownloadButton("sample grid (.png)", visible=False, elem_id="nada-dl-samples")
+                dl_gen = gr.DownloadButton("generator (.safetensors)", visible=False, size="sm",
+                                           elem_id="nada-dl-generator")
+                dl_ros = gr.DownloadButton("rosinality (.pt)", visible=False, size="sm", elem_id="nada-dl-rosinality")
+                dl_png = gr.DownloadButton("sample grid (.png)", visible=False, size="sm", elem_id="nada-dl-samples")
+            results = gr.Markdown("", elem_id="nada-results")
 
     gen_kind.change(lambda kind: (gr.update(visible=kind == KNOWN), gr.update(visible=kind == UPLOAD)),
                     gen_kind, [known, upload], queue=False, api_name=False)
@@ -86,11 +87,11 @@ def build_train_tab(ctx: AppContext) -> None:
         from .uploads import check_generator
 
         if not path:
-            return ""
+            return gr.update(value="", visible=False)
         try:
-            return message_html(check_generator(path), "note")
+            return gr.update(value=message_html(check_generator(path), "note"), visible=True)
         except NadaError as exc:
-            return message_html(str(exc))
+            return gr.update(value=message_html(str(exc)), visible=True)
 
     upload.change(check_upload, upload, upload_note, api_name=False)
 
@@ -104,7 +105,8 @@ def build_train_tab(ctx: AppContext) -> None:
             image = gr.skip()
             if snap.sample is not None and snap.sample != shown:
                 shown = snap.sample
-                image = read_png(snap.sample)
+                grid = read_png(snap.sample)  # two rows (frozen, adapted) with 2 px gaps
+                image = None if grid is None else for_display(grid, tile=(grid.shape[0] - 2) // 2)
             if not snap.finished:
                 yield status_html(snap, ctx), image, gr.skip(), *[gr.skip()] * 3
                 continue

@@ -178,8 +178,9 @@ def submit_resume(ctx: AppContext, run_name: str, iters: int | None, owner: str 
     saved = load_run_config(run)
     if (run / "generator.safetensors").is_file() and not (iters and iters > saved.iters):
         raise ConfigError(f"run {run_name!r} has finished", "give more iterations to extend it")
+    # a new total re-plans the lr schedule over it, as nada train --resume --iters does
     cfg = saved.replace(out=str(run), resume=True, overwrite=False, quiet=True, device=ctx.device,
-                        iters=max(int(iters or 0), saved.iters))
+                        iters=int(iters) if iters else saved.iters)
     what = f"{cfg.source} → {cfg.target or 'style images'} (resumed)"
     return ctx.jobs.submit(functools.partial(train, cfg), name=what, owner=owner, tag=run_name)
 
@@ -249,3 +250,16 @@ def read_png(path: Path | None):
 
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
+
+
+def for_display(image, min_tile: int = 128, tile: int = 64):
+    """Small-tile grids (the shapes world's 64 px) scaled up by an integer factor, nearest
+    neighbour, so the page shows them at a readable size; larger images pass unchanged."""
+    if image is None or tile >= min_tile:
+        return image
+    import numpy as np
+
+    factor = max(1, min_tile // tile)
+    if image.shape[0] * factor > 2048 or image.shape[1] * factor > 4096:
+        return image
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
