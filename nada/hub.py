@@ -104,9 +104,10 @@ def download(
     """Fetch a known checkpoint (by name) or a URL into ``dest`` (a file or folder; default
     the weights cache). Verifies SHA-256 when known or given; an existing file that passes
     the check is reused. Returns the local path."""
-    known = KNOWN.get(name_or_url)
+    known = KNOWN.get(name_or_url) or AUXILIARY.get(name_or_url)
     if known is None and "://" not in name_or_url:
-        raise DownloadError(f"unknown checkpoint {name_or_url!r}", f"known: {', '.join(KNOWN)}; or pass a URL")
+        raise DownloadError(f"unknown checkpoint {name_or_url!r}",
+                            f"known: {', '.join([*KNOWN, *AUXILIARY])}; or pass a URL")
     url = known.url if known else name_or_url
     expected = (sha256 or (known.sha256 if known else None) or "").lower() or None
     filename = known.filename if known else _filename_from_url(url)
@@ -162,6 +163,19 @@ def download(
         log.warning("no known checksum for %s; sha256 of the download is %s", url, digest)
     log.info("saved %s", target)
     return target
+
+
+# Weights nada downloads that are not generators (so they stay out of generator lists):
+# the ArcFace IR-SE50 face-identity network of the mapper's identity loss (InsightFace_Pytorch's
+# model_ir_se50.pth, a plain state dict, as StyleCLIP uses it; mirrored on Hugging Face).
+AUXILIARY: dict[str, KnownCheckpoint] = {
+    c.name: c
+    for c in [
+        KnownCheckpoint("arcface-ir-se50",
+                        "https://huggingface.co/lithiumice/insightface/resolve/main/InsightFace_Pytorch%2Bmodel_ir_se50.pth",
+                        "model_ir_se50.pth", 112, "state-dict", description="ArcFace IR-SE50 (identity loss, faces)"),
+    ]
+}
 
 
 def _progress(total: int | None, desc: str, enabled: bool):

@@ -322,3 +322,103 @@ def test_cli_train_apply_and_errors(tmp_path, gen_paths, capsys):
     assert load_mapper(run).metadata["steps"] == 3
     with pytest.raises(SystemExit):
         cli(["mapper", "apply"])  # --mapper is required: argparse's own usage error
+
+
+def test_eval_cli_on_a_mapper_run(tmp_path, gen_paths, capsys):
+    run = tmp_path / "run"
+    train_mapper(cfg_for(gen_paths["a"], run, steps=1))
+    assert cli(["eval", str(run), "--seeds", "0-3"]) == 0
+    out = capsys.readouterr().out
+    assert "edit target" in out and "blue (colour)" in out
+    m = json.loads((run / "eval.json").read_text())
+    assert m["n"] == 4 and m["target_kind"] == "colour" and 0 <= m["style_kept"] <= 1
+
+
+def test_parse_target_knows_shapes():
+    from nada.shapes.evaluate import parse_target
+
+    assert (parse_target("a star").kind, parse_target("a star").name) == ("shape", "star")
+    assert parse_target("blue").kind == "colour" and parse_target("a blue star").kind == "colour"
+    assert parse_target("neon").kind == "style"
+    with pytest.raises(ConfigError, match="heart"):
+        parse_target("glasses")
+
+
+# --- identity network (faces) ------------------------------------------------------------------
+
+def ir_se50_reference_keys() -> dict[str, tuple[int, ...]]:
+    """The published model_ir_se50.pth layout, written out independently of nada.mapper.identity."""
+    keys: dict[str, tuple[int, ...]] = {"input_layer.0.weight": (64, 3, 3, 3), "input_layer.2.weight": (64,)}
+
+    def bn(prefix, c):
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            keys[f"{prefix}.{name}"] = (c,)
+        keys[f"{prefix}.num_batches_tracked"] = ()
+
+    bn("input_layer.1", 64)
+    i, cin = 0, 64
+    for cout, n in ((64, 3), (128, 4), (256, 14), (512, 3)):
+        for u in range(n):
+            c_in = cin if u == 0 else cout
+            p = f"body.{i}"
+            if c_in != cout:
+                keys[f"{p}.shortcut_layer.0.weight"] = (cout, c_in, 1, 1)
+                bn(f"{p}.shortcut_layer.1", cout)
+            bn(f"{p}.res_layer.0", c_in)
+            keys[f"{p}.res_layer.1.weight"] = (cout, c_in, 3, 3)
+            keys[f"{p}.res_layer.2.weight"] = (cout,)
+            keys[f"{p}.res_layer.3.weight"] = (cout, cout, 3, 3)
+            bn(f"{p}.res_layer.4", cout)
+            keys[f"{p}.res_layer.5.fc1.weight"] = (cout // 16, cout, 1, 1)
+            keys[f"{p}.res_layer.5.fc2.weight"] = (cout, cout // 16, 1, 1)
+            i += 1
+        cin = cout
+    bn("output_layer.0", 512)
+    keys["output_layer.3.weight"] = (512, 512 * 7 * 7)
+    keys["output_layer.3.bias"] = (512,)
+    bn("output_layer.4", 512)
+    return keys
+
+
+def test_identity_network_loads_the_published_layout(tmp_path):
+    from nada.mapper.identity import IdentityLoss
+
+    keys = ir_se50_reference_keys()
+    g = torch.Generator().manual_seed(0)
+
+    def tensor(k, shape):  # random weights at the scale a trained network has, so signals survive
+        if not shape:
+            return torch.tensor(5)
+        r = torch.randn(shape, generator=g)
+        if len(shape) > 1:                                   # conv / linear: He-scaled
+            return r * math.sqrt(2 / math.prod(shape[1:]))
+        if k.endswith("running_var"):
+            return 1 + 0.1 * r.abs()
+        if k.endswith(".weight") and "res_layer.2" not in k and "input_layer.2" not in k:
+            return 1 + 0.1 * r                               # batch-norm scale
+        return 0.1 * r if "layer.2" not in k else torch.full(shape, 0.25)  # shifts; PReLU slopes
+
+    state = {k: tensor(k, shape) for k, shape in keys.items()}
+    path = tmp_path / "model_ir_se50.pth"
+    torch.save(state, path)
+    ident = IdentityLoss.from_file(path)
+    img = torch.rand(2, 3, 64, 64) * 2 - 1
+    f = ident.features(img)
+    assert f.shape == (2, 512) and torch.allclose(f.norm(dim=1), torch.ones(2), atol=1e-5)
+    assert ident.loss(f, img).abs() < 1e-5                              # same image: distance 0
+    assert ident.loss(f, torch.flip(img, dims=[0])) > 1e-4             # swapped faces: not
+    del state["output_layer.3.bias"]
+    torch.save(state, tmp_path / "short.pth")
+    with pytest.raises(CheckpointError, match="output_layer.3.bias"):
+        IdentityLoss.from_file(tmp_path / "short.pth")
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pickled code ran",))
+
+    (tmp_path / "evil.pth").write_bytes(pickle.dumps({"x": Evil()}))
+    with pytest.raises(CheckpointError, match="evil.pth"):
+        IdentityLoss.from_file(tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError, match="not a file or a known name"):
+        IdentityLoss.from_file(tmp_path / "nope.pth")

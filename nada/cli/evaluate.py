@@ -22,7 +22,9 @@ def register(sub, name: str) -> None:
         help="measure an adaptation with the shapes oracle",
         description="Generate from fixed seeds with the frozen and the adapted generator and report "
         "target attainment, content preservation, diversity and (with --clip) CLIP alignment. "
-        "Either RUN_DIR (a `nada train` run) or --generator, --source-generator and --target.",
+        "Either RUN_DIR (a `nada train` run) or --generator, --source-generator and --target. For a "
+        "`nada mapper train` run: edited vs unedited images of the same latents (--generator: apply the "
+        "mapper to another generator of the same shape, e.g. an adapted twin).",
     )
     p.add_argument("run_dir", nargs="?", help="a `nada train` run directory (config.json + generator.safetensors)")
     p.add_argument("--generator", help="the adapted generator checkpoint")
@@ -60,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         if not cfg_path.is_file():
             raise ConfigError(f"{run_dir} has no config.json", "pass the directory `nada train` wrote")
         cfg = json.loads(cfg_path.read_text())
+        if cfg.get("kind") == "mapper":
+            return _run_mapper(args, run_dir)
         adapted_path = adapted_path or str(run_dir / "generator.safetensors")
         source_spec = source_spec or cfg.get("generator") or "shapes"
         target = target or _first(cfg, _TARGET_KEYS)
@@ -93,6 +97,31 @@ def run(args: argparse.Namespace) -> int:
         truncation_psi=args.truncation_psi,
     )
     print(format_table(metrics))
+    if out:
+        print(f"written to {write_json(metrics, out)}")
+    return 0
+
+
+def _run_mapper(args: argparse.Namespace, run_dir: Path) -> int:
+    """A `nada mapper train` run: the oracle on edited vs unedited images of the same latents."""
+    from ..device import resolve_device
+    from ..mapper import evaluate_mapper, format_mapper_table, load_mapper_config, mapper_and_generator
+    from ..networks.sampling import parse_seeds
+    from ..shapes.evaluate import write_json
+
+    cfg = load_mapper_config(run_dir)
+    mapper_file = run_dir / "mapper.safetensors"
+    if not mapper_file.is_file():
+        raise ConfigError(f"{run_dir} has no mapper.safetensors (the run has not finished)",
+                          f"finish it with: nada mapper train --resume {run_dir}")
+    device = resolve_device(args.device)
+    G, loaded, note = mapper_and_generator(str(mapper_file), args.generator, device)
+    if note:
+        print(f"note: {note}")
+    metrics = evaluate_mapper(G, loaded.mapper, args.target or cfg.target, seeds=parse_seeds(args.seeds),
+                              strength=loaded.strength, truncation=cfg.truncation, batch_size=args.batch_size)
+    print(format_mapper_table(metrics))
+    out = args.out or (str(run_dir / "eval.json") if args.generator is None else None)
     if out:
         print(f"written to {write_json(metrics, out)}")
     return 0
