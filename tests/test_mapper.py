@@ -223,12 +223,13 @@ def test_train_resume_is_bit_exact(tmp_path, gen_paths):
 
     part = train_mapper(cfg_for(gen_paths["a"], tmp_path / "part", steps=6), RunHooks(on_step=on_step, stop=stop))
     assert part.interrupted and part.steps == 3 and part.mapper_path is None and seen[-1] == (3, 6)
-    resumed = train_mapper(cfg_for(gen_paths["a"], tmp_path / "part", steps=6, resume=True))
+    (tmp_path / "part").rename(tmp_path / "moved")  # a run directory that moved still resumes in place
+    resumed = train_mapper(cfg_for(gen_paths["a"], tmp_path / "moved", steps=6, resume=True))
     assert resumed.steps == 6
     a, b = load_mapper(full.mapper_path), load_mapper(resumed.mapper_path)
     for k, v in a.mapper.state_dict().items():
         assert torch.equal(v, b.mapper.state_dict()[k]), k
-    lines = [json.loads(x) for x in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in (tmp_path / "moved" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == list(range(1, 7))
     assert [r["loss"] for r in lines] == [r["loss"] for r in full.history]
     # the file records what it was trained on, and the grid shows unedited above edited rows

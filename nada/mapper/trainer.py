@@ -123,7 +123,8 @@ def prepare_mapper(cfg: MapperConfig) -> MapperPrepared:
 
     if cfg.resume:
         saved = load_mapper_config(cfg.out)
-        cfg = saved.replace(resume=True, overwrite=False, steps=cfg.steps, quiet=cfg.quiet, device=cfg.device)
+        cfg = saved.replace(out=cfg.out, resume=True, overwrite=False, steps=cfg.steps, quiet=cfg.quiet,
+                            device=cfg.device)  # `out` as given: the run may have been moved
     rundir.check_run_dir(cfg)
     device = resolve_device(cfg.device)
     gen_path = resolve_generator(cfg.generator)
