@@ -28,7 +28,10 @@ DOWNLOADS = {
     "generator": "generator.safetensors",
     "rosinality": "generator_rosinality.pt",
     "samples": "samples/final.png",
+    "mapper": "mapper.safetensors",
 }
+TRAIN, MAPPER = "train", "mapper"   # kinds of run: `nada train` and `nada mapper train`
+_PRODUCT = {TRAIN: "generator.safetensors", MAPPER: "mapper.safetensors"}  # written when a run finishes
 
 
 @dataclass(frozen=True)
@@ -37,16 +40,22 @@ class RunInfo:
 
     name: str                      # path relative to the runs folder, '/'-separated
     config: dict[str, Any]         # its config.json
-    finished: bool                 # generator.safetensors written
+    finished: bool                 # generator.safetensors (mapper run: mapper.safetensors) written
     resumable: bool                # checkpoints/resume.pt present
     iterations: int                # steps in metrics.jsonl (0 if none)
     mtime: float                   # config.json's modification time
+
+    @property
+    def kind(self) -> str:
+        return MAPPER if self.config.get("kind") == MAPPER else TRAIN
 
     @property
     def label(self) -> str:
         cfg = self.config
         target = cfg.get("target") or ("style images" if cfg.get("style_images") else "?")
         state = "" if self.finished else f" · stopped at {self.iterations}" if self.resumable else " · unfinished"
+        if self.kind == MAPPER:
+            return f"{self.name} · edit: {target}{state}"
         return f"{self.name} · {cfg.get('source', '?')} → {target}{state}"
 
 
@@ -67,14 +76,15 @@ class AppContext:
         return self.runs_dir / UPLOADS
 
     # -- runs ------------------------------------------------------------------------------
-    def list_runs(self, finished_only: bool = False) -> list[RunInfo]:
-        """Runs (folders with a config.json of a NADA run) under the runs folder, newest first."""
+    def list_runs(self, finished_only: bool = False, kind: str = TRAIN) -> list[RunInfo]:
+        """Runs of one kind (``nada train`` runs by default, or mapper runs) under the runs
+        folder, newest first."""
         if not self.runs_dir.is_dir():
             return []
         found: list[RunInfo] = []
         for cfg_path in self._config_files():
             info = _read_run(self.runs_dir, cfg_path.parent)
-            if info is None or (finished_only and not info.finished):
+            if info is None or info.kind != kind or (finished_only and not info.finished):
                 continue
             try:
                 self.run_dir(info.name)  # the same rule as every request: no links out, plain names
@@ -153,7 +163,7 @@ def _read_run(root: Path, run: Path) -> RunInfo | None:
     except (OSError, ValueError):
         return None
     if not isinstance(cfg, dict) or "target" not in cfg or "generator" not in cfg:
-        return None  # not a nada train run (a mapper run, something else)
+        return None  # not a nada run
     iters = 0
     metrics = run / "metrics.jsonl"
     if metrics.is_file():
@@ -162,7 +172,8 @@ def _read_run(root: Path, run: Path) -> RunInfo | None:
         except OSError:
             pass
     return RunInfo(
-        name=run.relative_to(root).as_posix(), config=cfg, finished=(run / "generator.safetensors").is_file(),
+        name=run.relative_to(root).as_posix(), config=cfg,
+        finished=(run / _PRODUCT[MAPPER if cfg.get("kind") == MAPPER else TRAIN]).is_file(),
         resumable=(run / "checkpoints" / "resume.pt").is_file(), iterations=iters,
         mtime=(run / "config.json").stat().st_mtime,
     )

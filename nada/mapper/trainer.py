@@ -132,7 +132,6 @@ def prepare_mapper(cfg: MapperConfig) -> MapperPrepared:
     G = loaded.generator
     clip, weights = default_clip(cfg, loaded.metadata)
     cfg = cfg.replace(clip=clip, clip_weights=weights)
-    eval_target = shapes_eval_target(cfg)
     MapperArch.for_generator(G, cfg.levels)  # levels that hold no rows of this generator raise here
     init = None
     if cfg.init is not None:
@@ -154,6 +153,7 @@ def prepare_mapper(cfg: MapperConfig) -> MapperPrepared:
         identity = IdentityLoss.from_file(cfg.identity, device)
     encoders = [load_clip(spec, device) for spec in cfg.clip]
     check_prompt_words(encoders, cfg.clip, {"--target": cfg.target, "--source": cfg.source})
+    eval_target = shapes_eval_target(cfg)
     objective = MapperObjective(encoders, cfg.clip_weights, cfg.target, cfg.source, identity)
     state = None
     if cfg.resume:
