@@ -268,13 +268,14 @@ def test_resume_equals_uninterrupted(gen_path, tmp_path, every, patch):
     full = train(run_cfg(gen_path, tmp_path / "full", **kw), objective())
     part = train(run_cfg(gen_path, tmp_path / "part", **{**kw, "iters": 2}), objective())
     assert part.iterations == 2
-    resumed = train(run_cfg(gen_path, tmp_path / "part", resume=True, iters=4), objective())
-    assert resumed.iterations == 4
+    (tmp_path / "part").rename(tmp_path / "moved")  # a moved run directory resumes where it is now
+    resumed = train(run_cfg(gen_path, tmp_path / "moved", resume=True, iters=4), objective())
+    assert resumed.iterations == 4 and resumed.run_dir == tmp_path / "moved"
     a = load_generator(full.generator_path).generator.state_dict()
     b = load_generator(resumed.generator_path).generator.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     la = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
-    lb = [json.loads(x) for x in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    lb = [json.loads(x) for x in (tmp_path / "moved" / "metrics.jsonl").read_text().splitlines()]
     strip = lambda rs: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in rs]  # noqa: E731
     assert strip(la) == strip(lb)
 

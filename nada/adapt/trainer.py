@@ -98,7 +98,8 @@ def prepare(cfg: TrainConfig, objective: Objective | None = None) -> Prepared:
 
     if cfg.resume:
         saved = rundir.load_run_config(cfg.out)
-        cfg = saved.replace(resume=True, overwrite=False, iters=cfg.iters, quiet=cfg.quiet, device=cfg.device)
+        cfg = saved.replace(out=cfg.out, resume=True, overwrite=False, iters=cfg.iters, quiet=cfg.quiet,
+                            device=cfg.device)  # `out` as given: the run may have been moved
     rundir.check_run_dir(cfg)
     device = resolve_device(cfg.device)
     if cfg.style_images is not None:

@@ -42,7 +42,7 @@ def _register_train(msub) -> None:
     a("--clip-weights", type=float, nargs="+", default=None, metavar="W", help="one weight per --clip (default 1)")
     a("--steps", type=int, default=None, help=f"optimiser steps (default: {d['steps'].default}; with --resume: the run's)")
     a("--batch", type=int, default=d["batch"].default, help=f"latents per step (default {d['batch'].default})")
-    a("--lr", type=float, default=d["lr"].default, help=f"learning rate (default {d['lr'].default})")
+    a("--lr", type=float, default=d["lr"].default, help=f"learning rate (default {d['lr'].default}, StyleCLIP)")
     a("--optimizer", choices=OPTIMIZERS, default="adam",
       help="adam (default) or ranger (StyleCLIP's; needs pip install pytorch_optimizer)")
     a("--strength", type=float, default=d["strength"].default,
@@ -59,7 +59,8 @@ def _register_train(msub) -> None:
     a("--lambda-clip", type=float, default=d["lambda_clip"].default, help="global CLIP loss weight (default 1)")
     a("--lambda-latent", type=float, default=d["lambda_latent"].default, help="latent L2 weight (default 0.8)")
     a("--lambda-norm", type=float, default=d["lambda_norm"].default,
-      help="CLIP embedding-norm loss weight (default 0.5, StyleGAN-NADA)")
+      help=f"CLIP embedding-norm loss weight (default {d['lambda_norm'].default}; StyleGAN-NADA's 0.5 held "
+           "edits back on the shapes world, see docs/mapper.md)")
     a("--lambda-direction", type=float, default=0.0, help="directional CLIP loss weight, needs --source (default 0)")
     a("--identity", default=None, metavar="FILE|NAME",
       help="ArcFace IR-SE50 weights (faces) for the identity loss, e.g. arcface-ir-se50 (default: off)")
