@@ -1,5 +1,6 @@
 """The web demo in a real browser (Playwright driving Debian's Chromium): errors read on the page,
-a 20-iteration run with live progress and previews, a download, the Explore tab. Screenshots go
+a 20-iteration run with live progress and previews, a download, the Explore tab, a mapper
+trained and applied in the Mapper tab. Screenshots go
 to $NADA_SCREENSHOTS (``docs/images`` refreshes the README's) or the test's temp folder."""
 
 from __future__ import annotations
@@ -137,5 +138,32 @@ def test_train_explore_download_and_errors_in_a_browser(browser_page, tmp_path):
         page.locator("#nada-show").click()
         page.wait_for_function("document.querySelector('#nada-explore-note').innerText.includes('Error')")
         assert "bad seed list 'three'" in page.locator("#nada-explore-note").inner_text()
+
+        # Mapper: train a short "blue" edit on the shapes world, apply it at another strength
+        page.get_by_role("tab", name="Mapper").click()
+        page.locator("#nada-m-target textarea").fill("blue")
+        set_number(page, "nada-m-steps", 10)
+        set_number(page, "nada-m-every", 5)
+        page.locator("#nada-m-start").click()
+        page.wait_for_function("document.querySelector('#nada-m-status').innerText.includes('Done:')",
+                               timeout=300_000)
+        page.locator("#nada-m-results").wait_for()
+        assert "blue (colour)" in page.locator("#nada-m-results").inner_text()
+        with page.expect_download() as info:
+            page.locator("#nada-m-dl").click()
+        mapper = tmp_path / info.value.suggested_filename
+        info.value.save_as(mapper)
+        from nada.mapper import load_mapper
+
+        assert load_mapper(mapper).metadata["target"] == "blue"
+        page.get_by_role("tab", name="Explore").click()  # switching tabs refreshes the lists
+        page.get_by_role("tab", name="Mapper").click()
+        page.wait_for_function("document.querySelector('#nada-m-mapper').innerText.includes('blue')")
+        set_number(page, "nada-m-strength", 0.3)
+        page.locator("#nada-m-apply").click()
+        page.wait_for_function("document.querySelector('#nada-m-caption').innerText.includes('strength 0.30')")
+        page.locator("#nada-m-grid img").wait_for()
+        page.screenshot(path=str(shots / "app-mapper.png"), full_page=True)
+
         page.get_by_role("tab", name="Train").click()
         page.locator("#nada-start").wait_for()

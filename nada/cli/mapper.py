@@ -59,8 +59,8 @@ def _register_train(msub) -> None:
     a("--lambda-clip", type=float, default=d["lambda_clip"].default, help="global CLIP loss weight (default 1)")
     a("--lambda-latent", type=float, default=d["lambda_latent"].default, help="latent L2 weight (default 0.8)")
     a("--lambda-norm", type=float, default=d["lambda_norm"].default,
-      help=f"CLIP embedding-norm loss weight (default {d['lambda_norm'].default}; StyleGAN-NADA's 0.5 held "
-           "edits back on the shapes world, see docs/mapper.md)")
+      help=f"CLIP embedding-norm loss weight (default {d['lambda_norm'].default}; StyleGAN-NADA's 0.5 slows "
+           "edits down on the shapes world, see docs/mapper.md)")
     a("--lambda-direction", type=float, default=0.0, help="directional CLIP loss weight, needs --source (default 0)")
     a("--identity", default=None, metavar="FILE|NAME",
       help="ArcFace IR-SE50 weights (faces) for the identity loss, e.g. arcface-ir-se50 (default: off)")

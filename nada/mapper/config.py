@@ -52,8 +52,8 @@ class MapperConfig:
     lambda_clip: float = 1.0                 # global CLIP loss of the edited image toward the target (StyleCLIP 1)
     lambda_latent: float = 0.8               # MSE between w' and w (StyleCLIP 0.8)
     lambda_norm: float = 0.1                 # CLIP embedding-norm loss, edited vs unedited. NADA uses 0.5;
-                                             # measured on the shapes world it caps "blue" at 0.87 (1,400
-                                             # steps), 0.1 reaches 0.91 with shapes kept (docs/mapper.md)
+                                             # on the shapes world that slows "blue" to 0.67 at 800 steps
+                                             # (0.94 at 1,600); 0.1 reaches 0.91 at 600 (docs/mapper.md)
     lambda_direction: float = 0.0            # directional CLIP loss source → target (needs --source)
     lambda_id: float = 0.1                   # identity loss weight, used only with `identity` (StyleCLIP 0.1)
     # --- outputs -------------------------------------------------------------------------
