@@ -65,7 +65,7 @@ def test_mapper_tab_trains_lists_and_applies(server):
 
 
 @pytest.mark.parametrize("text, words", [("", "the edit text is empty"),
-                                         ("with glasses", "does not know the words")])
+                                         ("with glasses", "does not know the word 'glasses'")])
 def test_mapper_tab_bad_input_is_one_line(server, text, words):
     url, ctx, runs = server
     before = sorted(p.name for p in runs.iterdir())

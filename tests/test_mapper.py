@@ -273,7 +273,7 @@ def test_config_rejects_bad_values(kw, words, tmp_path):
 
 @pytest.mark.parametrize("kw, error, words", [
     (dict(generator="missing.safetensors"), CheckpointError, "not a file"),
-    (dict(target="with glasses"), ConfigError, "does not know the words"),
+    (dict(target="with glasses"), ConfigError, "does not know the word 'glasses'"),
     (dict(latents="missing.safetensors"), DataError, "does not exist"),
     (dict(init="missing.safetensors"), CheckpointError, "not a file"),
     (dict(clip=("NoSuchModel:nowhere",)), NadaError, "NoSuchModel"),

@@ -32,7 +32,9 @@ def check_prompt_words(encoders: Sequence, specs: Sequence[str], texts: dict[str
         for what, text in texts.items():
             unknown = enc.unknown_words(text) if text else []
             if unknown:
-                raise ConfigError(f"{what} {text!r}: the {spec} CLIP does not know the words {unknown}",
+                words = ", ".join(repr(w) for w in unknown)
+                raise ConfigError(f"the {spec} CLIP does not know the word{'s' * (len(unknown) > 1)} {words} "
+                                  f"in the {what} {text!r}",
                                   "use words of its vocabulary (e.g. photo, sketch, neon, pixel art, blue, star)")
 
 

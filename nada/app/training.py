@@ -74,6 +74,7 @@ class TrainForm:
 
 def _check_clip(specs: tuple[str, ...], texts: dict[str, str | None], device) -> None:
     """Names only (no server paths); each loads (cached) and knows every prompt word."""
+    from ..adapt.objective import check_prompt_words
     from ..guidance import load_clip
 
     for spec in specs:
@@ -81,15 +82,7 @@ def _check_clip(specs: tuple[str, ...], texts: dict[str, str | None], device) ->
         if spec.startswith("shapes:") or (sep and ("/" in tag or "\\" in tag or tag.startswith("."))):
             raise ModelNotFoundError(f"CLIP model {spec!r} names a file", "the web demo takes CLIP models by name, "
                                      "e.g. ViT-B-32:openai or shapes")
-    for spec in specs:
-        enc = load_clip(spec, device)
-        for what, text in texts.items():
-            unknown = enc.unknown_words(text) if text else []
-            if unknown:
-                words = ", ".join(repr(w) for w in unknown)
-                raise ConfigError(f"the {spec} CLIP does not know the word{'s' * (len(unknown) > 1)} {words} "
-                                  f"in the {what} {text!r}",
-                                  "use words of its vocabulary, e.g. photo, sketch, neon, pixel art")
+    check_prompt_words([load_clip(spec, device) for spec in specs], specs, texts)
 
 
 def _parse_weights(text: str) -> tuple[float, ...]:
