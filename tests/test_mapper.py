@@ -210,8 +210,18 @@ def test_epochs_use_every_latent_once(tmp_path, gen_paths):
     torch.testing.assert_close(t.source_features(torch.tensor([2]))[0], got[1:])  # kept, not recomputed
 
 
+def test_lr_schedule_is_an_independent_cosine():
+    cfg = MapperConfig(target="blue", steps=11, lr=0.5, lr_final=0.2)
+    for step in range(11):
+        want = 0.5 * 0.2 + 0.5 * 0.8 * (1 + math.cos(math.pi * step / 10)) / 2
+        assert cfg.lr_at(step) == pytest.approx(want)
+    assert MapperConfig(target="blue", lr_final=1.0).lr_at(300) == MapperConfig(target="blue").lr
+    with pytest.raises(ConfigError, match="--lr-final"):
+        MapperConfig(target="blue", lr_final=1.5)
+
+
 def test_train_resume_is_bit_exact(tmp_path, gen_paths):
-    full = train_mapper(cfg_for(gen_paths["a"], tmp_path / "full", steps=6))
+    full = train_mapper(cfg_for(gen_paths["a"], tmp_path / "full", steps=6, lr_final=0.25))
     assert full.steps == 6 and full.mapper_path.is_file()
     stop = __import__("threading").Event()
     seen = []
@@ -221,10 +231,12 @@ def test_train_resume_is_bit_exact(tmp_path, gen_paths):
         if rec["step"] == 3:
             stop.set()
 
-    part = train_mapper(cfg_for(gen_paths["a"], tmp_path / "part", steps=6), RunHooks(on_step=on_step, stop=stop))
+    part = train_mapper(cfg_for(gen_paths["a"], tmp_path / "part", steps=6, lr_final=0.25),
+                        RunHooks(on_step=on_step, stop=stop))
     assert part.interrupted and part.steps == 3 and part.mapper_path is None and seen[-1] == (3, 6)
     (tmp_path / "part").rename(tmp_path / "moved")  # a run directory that moved still resumes in place
     resumed = train_mapper(cfg_for(gen_paths["a"], tmp_path / "moved", steps=6, resume=True))
+    assert [r["lr"] for r in resumed.history] == [r["lr"] for r in full.history[3:]]  # the schedule goes on
     assert resumed.steps == 6
     a, b = load_mapper(full.mapper_path), load_mapper(resumed.mapper_path)
     for k, v in a.mapper.state_dict().items():

@@ -43,6 +43,8 @@ def _register_train(msub) -> None:
     a("--steps", type=int, default=None, help=f"optimiser steps (default: {d['steps'].default}; with --resume: the run's)")
     a("--batch", type=int, default=d["batch"].default, help=f"latents per step (default {d['batch'].default})")
     a("--lr", type=float, default=d["lr"].default, help=f"learning rate (default {d['lr'].default}, StyleCLIP)")
+    a("--lr-final", type=float, default=d["lr_final"].default, metavar="FRACTION",
+      help=f"cosine-anneal the lr to this fraction of --lr by the last step (default {d['lr_final'].default})")
     a("--optimizer", choices=OPTIMIZERS, default="adam",
       help="adam (default) or ranger (StyleCLIP's; needs pip install pytorch_optimizer)")
     a("--strength", type=float, default=d["strength"].default,
@@ -111,7 +113,8 @@ def config_from_args(args: argparse.Namespace):
               clip_weights=tuple(args.clip_weights or ()), init=args.init, identity=args.identity,
               target=args.target, source=args.source, levels=tuple(args.levels.split(",")),
               strength=args.strength, latents=args.latents, num_latents=args.num_latents,
-              truncation=args.truncation, batch=args.batch, optimizer=args.optimizer, lr=args.lr, seed=args.seed,
+              truncation=args.truncation, batch=args.batch, optimizer=args.optimizer, lr=args.lr,
+              lr_final=args.lr_final, seed=args.seed,
               lambda_clip=args.lambda_clip, lambda_latent=args.lambda_latent, lambda_norm=args.lambda_norm,
               lambda_direction=args.lambda_direction, lambda_id=args.lambda_id, sample_every=args.sample_every,
               sample_seeds=args.sample_seeds, save_every=args.save_every, evaluate=not args.no_eval,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,7 @@ class MapperConfig:
     batch: int = 8                           # latents per step
     optimizer: str = "adam"                  # adam, or ranger (StyleCLIP's; needs pytorch_optimizer)
     lr: float = 0.5                          # learning rate (StyleCLIP's 0.5; Adam at 0.05 moved 7%, at 1.0 was unstable)
+    lr_final: float = 1.0                    # cosine-anneal the lr to this fraction of it by the last step (1 = constant)
     seed: int = 0                            # seed of the sampled latents and the epoch order
     # --- losses (weights) ----------------------------------------------------------------
     lambda_clip: float = 1.0                 # global CLIP loss of the edited image toward the target (StyleCLIP 1)
@@ -100,6 +102,8 @@ class MapperConfig:
                 raise ConfigError(f"--{key.replace('_', '-')} {value!r} must be an integer >= 0")
         if not self.lr > 0:
             raise ConfigError(f"--lr {self.lr!r} must be > 0")
+        if not 0 <= self.lr_final <= 1:
+            raise ConfigError(f"--lr-final {self.lr_final!r} must be in [0, 1]", "it is a fraction of --lr")
         if not self.strength > 0:
             raise ConfigError(f"--strength {self.strength!r} must be > 0 for training",
                               "the edit is w + strength·M(w); 0.1 is the usual value")
@@ -115,6 +119,14 @@ class MapperConfig:
                               "the edit needs one of them > 0")
         if self.lambda_direction > 0 and self.source is None:
             raise ConfigError("--lambda-direction needs a --source text", "e.g. --source photo, or --lambda-direction 0")
+
+    def lr_at(self, step: int) -> float:
+        """The lr of the step taken at ``step`` (0-based): ``lr`` first, cosine down to
+        ``lr · lr_final`` at the last; a function of the step alone, so resuming stays exact."""
+        if self.lr_final == 1 or self.steps <= 1:
+            return self.lr
+        t = min(1.0, step / (self.steps - 1))
+        return self.lr * (self.lr_final + (1 - self.lr_final) * 0.5 * (1 + math.cos(math.pi * t)))
 
     @property
     def loss_weights(self) -> dict[str, float]:

@@ -278,9 +278,12 @@ class MapperTrainer:
         loss = sum(self.weights[name] * value for name, value in terms.items())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        lr = self.cfg.lr_at(self.step_count)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
         self.opt.step()
         self.step_count += 1
-        record = {"step": self.step_count, "iter": self.step_count, "loss": float(loss.detach()),
+        record = {"step": self.step_count, "iter": self.step_count, "loss": float(loss.detach()), "lr": lr,
                   **{f"loss_{k}": float(v.detach()) for k, v in terms.items()},
                   "time_s": round(time.perf_counter() - t0, 5)}
         if not math.isfinite(record["loss"]):
