@@ -32,7 +32,7 @@ def _shapes(steps: int, device: str, threads: int) -> dict:
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = MapperConfig(out=str(Path(tmp) / "run"), target="blue", device=device, quiet=True,
-                           num_latents=MapperConfig().batch * max(1, steps // 4))  # 4 epochs: later ones cached
+                           num_latents=MapperConfig.__dataclass_fields__["batch"].default * max(1, steps // 4))  # 4 epochs: later ones cached
         prep = prepare_mapper(cfg)
         trainer = MapperTrainer(prep, Path(tmp))
         return _time_steps(trainer, steps, device, "shapes-64, shapes + shapes-fine CLIPs, batch %d" % cfg.batch)
