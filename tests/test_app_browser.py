@@ -158,7 +158,7 @@ def test_train_explore_download_and_errors_in_a_browser(browser_page, tmp_path):
         assert load_mapper(mapper).metadata["target"] == "blue"
         page.get_by_role("tab", name="Explore").click()  # switching tabs refreshes the lists
         page.get_by_role("tab", name="Mapper").click()
-        page.wait_for_function("document.querySelector('#nada-m-mapper').innerText.includes('blue')")
+        page.wait_for_function("document.querySelector('#nada-m-mapper input').value.includes('blue')")
         set_number(page, "nada-m-strength", 0.3)
         page.locator("#nada-m-apply").click()
         page.wait_for_function("document.querySelector('#nada-m-caption').innerText.includes('strength 0.30')")

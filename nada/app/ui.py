@@ -14,7 +14,8 @@ INTRO = ("# nada: text-driven domain adaptation of StyleGAN2 (StyleGAN-NADA)\n"
          "Type a target domain and train: CLIP steers a copy of the generator there while a frozen copy "
          "keeps the source. With nothing downloaded everything runs on the embedded shapes world "
          "(offline, on a CPU). **Train** adapts a generator and hands over the result; **Explore** "
-         "compares the runs of the runs folder, the command line's included.")
+         "compares the runs of the runs folder, the command line's included; **Mapper** learns a text-driven "
+         "edit inside a domain (a latent mapper) and applies it.")
 CSS = ".nada-progress-text{font-variant-numeric:tabular-nums}"
 
 
