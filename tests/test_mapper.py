@@ -330,7 +330,9 @@ def test_cli_train_apply_and_errors(tmp_path, gen_paths, capsys):
     assert cli(["mapper", "train", "--generator", str(gen_paths["a"]), "--target", "blue", "--steps", "0",
                 "--out", str(tmp_path / "none")]) == 2
     assert "--steps 0" in capsys.readouterr().err and not (tmp_path / "none").exists()
-    # resume: continue a run to more steps
+    # resume: continue a run to more steps; the wrong kind of run is named in one line
+    assert cli(["train", "--resume", str(run)]) == 2
+    assert "is a mapper run" in capsys.readouterr().err
     assert cli(["mapper", "train", "--resume", str(run), "--steps", "3", "--quiet"]) == 0
     assert load_mapper(run).metadata["steps"] == 3
     with pytest.raises(SystemExit):

@@ -3,7 +3,6 @@ images toward the target, and keeps what it should (the full-length figures: doc
 
 from __future__ import annotations
 
-import pytest
 
 from nada.mapper import MapperConfig, evaluate_mapper, load_mapper, train_mapper
 

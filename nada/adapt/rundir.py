@@ -66,8 +66,8 @@ def create_run_dir(cfg: TrainConfig) -> Path:
     return out
 
 
-def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
-    """The config of an existing run (for ``--resume``)."""
+def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The raw ``config.json`` of a run directory (any kind); one clear error if missing or unreadable."""
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a nada run directory (no {CONFIG})", "check the --resume path")
@@ -75,6 +75,17 @@ def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
         d = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: unreadable ({exc})") from exc
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: not a JSON object")
+    return d
+
+
+def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """The config of an existing `nada train` run (for ``--resume``)."""
+    d = read_run_config(run_dir)
+    if d.get("kind") == "mapper":
+        raise ConfigError(f"{run_dir} is a mapper run, not a `nada train` run",
+                          f"resume it with: nada mapper train --resume {run_dir}")
     return TrainConfig.from_dict(d)
 
 

@@ -4,7 +4,6 @@ samples/, checkpoints/, mapper.safetensors, eval.json)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import signal
@@ -64,13 +63,7 @@ class MapperPrepared:
 
 def load_mapper_config(run_dir: str | Path) -> MapperConfig:
     """The config of an existing mapper run."""
-    path = Path(run_dir) / rundir.CONFIG
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} is not a mapper run directory (no {rundir.CONFIG})", "check the --resume path")
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: unreadable ({exc})") from exc
+    d = rundir.read_run_config(run_dir)
     if d.get("kind") != "mapper":
         raise ConfigError(f"{run_dir} is a `nada train` run, not a mapper run",
                           "resume it with `nada train --resume`, or pass a mapper run directory")
