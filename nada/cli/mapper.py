@@ -142,7 +142,7 @@ def run_train(args: argparse.Namespace) -> int:
 def run_apply(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..checkpoints import atomic_write
+    from ..adapt.rundir import save_png as save  # atomic PNG write
     from ..device import resolve_device
     from ..errors import ConfigError
     from ..mapper import edit_images, mapper_and_generator
@@ -163,19 +163,14 @@ def run_apply(args: argparse.Namespace) -> int:
     strength = loaded.strength if args.strength is None else args.strength
     before, after = edit_images(G, loaded.mapper, seeds, strength, args.truncation)
 
-    def save(array, path: Path) -> None:
-        from PIL import Image
-
-        atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
-
     if args.individual:
         out.mkdir(parents=True, exist_ok=True)
         for s, a, b in zip(seeds, before, after):
-            save(a, out / f"seed{s:04d}.png")
-            save(b, out / f"seed{s:04d}_edit.png")
+            save(out / f"seed{s:04d}.png", a)
+            save(out / f"seed{s:04d}_edit.png", b)
         print(f"wrote {2 * len(seeds)} images to {out}/ (strength {strength:g})")
     else:
-        save(image_grid(np.concatenate([before, after]), cols=len(seeds), pad=2), out)
+        save(out, image_grid(np.concatenate([before, after]), cols=len(seeds), pad=2))
         print(f"wrote {out}: unedited row above edited row, {len(seeds)} seeds, strength {strength:g}, "
               f"target {loaded.metadata.get('target')!r}")
     return 0

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..adapt import rundir
@@ -376,7 +375,3 @@ def train_mapper(cfg: MapperConfig, hooks: RunHooks | None = None) -> MapperResu
         log.info("resuming %s at step %d", run_dir, trainer.step_count)
     return trainer.run()
 
-
-def seconds_per_step(history: list[dict[str, Any]]) -> float:
-    """Median step time of a run's records (for reports)."""
-    return float(np.median([r["time_s"] for r in history])) if history else float("nan")
