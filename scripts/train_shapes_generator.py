@@ -134,21 +134,25 @@ def batches(seed: int, start: int, stop: int, size_of, z_dim: int, workers: int,
         return
     import collections
     import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
 
-    pool = mp.get_context("spawn").Pool(workers)
+    # concurrent.futures, not multiprocessing.Pool: Pool.terminate() can deadlock when a worker is
+    # idle in its task queue's get() (its _help_stuff_finish waits for that worker's read lock);
+    # that hung CI's early-close test. shutdown(cancel_futures=True) drops the queued steps and
+    # waits only for the ones being rendered.
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
     pending: collections.deque = collections.deque()
     nxt = start
     try:
         while True:
             while nxt < stop and len(pending) < 2 * workers:
-                pending.append(pool.apply_async(_render_step, ((seed, nxt, size_of(nxt), z_dim, *boundary),)))
+                pending.append(pool.submit(_render_step, (seed, nxt, size_of(nxt), z_dim, *boundary)))
                 nxt += 1
             if not pending:
                 return
-            yield pending.popleft().get()
+            yield pending.popleft().result()
     finally:
-        pool.terminate()
-        pool.join()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,20 +3,15 @@ layers and brings the trained twin's images closer to the renders of the same la
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
+import supervised_bound as sb
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import supervised_bound as sb  # noqa: E402
-
-from nada.adapt.layers import manual_layers  # noqa: E402
-from nada.adapt.twin import TwinGenerator  # noqa: E402
-from nada.checkpoints import load_generator  # noqa: E402
-from nada.hub import resolve_generator  # noqa: E402
-from nada.shapes.generator_factors import render_from_z  # noqa: E402
-from nada.shapes.renderer import to_tensor  # noqa: E402
+from nada.adapt.layers import manual_layers
+from nada.adapt.twin import TwinGenerator
+from nada.checkpoints import load_generator
+from nada.hub import resolve_generator
+from nada.shapes.generator_factors import render_from_z
+from nada.shapes.renderer import to_tensor
 
 
 def test_fit_moves_only_named_layers_toward_the_renders():

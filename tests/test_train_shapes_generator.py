@@ -3,19 +3,16 @@ stream, and a run stopped and resumed ends bit-for-bit where an uninterrupted ru
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import train_shapes_generator as tsg  # noqa: E402
+import train_shapes_generator as tsg
 
 
 def test_render_ahead_pool_matches_inline_stream():
-    size_of = lambda s: 2 + s % 2  # noqa: E731  (batch size may change with the step)
+    size_of = lambda s: 2 + s % 2  # the batch size may change with the step
     inline = list(tsg.batches(3, 5, 9, size_of, 16, workers=0))
     stream = tsg.batches(3, 5, 9, size_of, 16, workers=2)
     pooled = list(stream)
