@@ -8,10 +8,28 @@ from pathlib import Path
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def pretrained_dir() -> Path:
-    """The folder of shipped shapes-world models (``$NADA_PRETRAINED`` overrides)."""
+def locate_pretrained() -> tuple[Path, str]:
+    """The folder of shipped shapes-world models and how it was found: ``$NADA_PRETRAINED``, else
+    the installed data package ``nada._pretrained`` (the repo's ``pretrained/``, mapped there by
+    pyproject.toml, so a wheel runs offline), else ``pretrained/`` beside the source tree (a
+    checkout, or an editable install)."""
     env = os.environ.get("NADA_PRETRAINED")
-    return Path(env) if env else _REPO_ROOT / "pretrained"
+    if env:
+        return Path(env), "$NADA_PRETRAINED"
+    try:
+        from importlib.resources import files
+
+        found = Path(str(files("nada._pretrained")))
+    except (ModuleNotFoundError, TypeError):
+        found = None
+    if found is not None and (found / "MANIFEST.json").is_file():
+        return found, "installed package nada._pretrained"
+    return _REPO_ROOT / "pretrained", "source tree"
+
+
+def pretrained_dir() -> Path:
+    """The folder of shipped shapes-world models (see :func:`locate_pretrained`)."""
+    return locate_pretrained()[0]
 
 
 def cache_dir() -> Path:

@@ -47,7 +47,10 @@ def sha256(path: Path) -> str:
 
 def build_manifest(root: Path) -> dict:
     files = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "MANIFEST.json"):
+    # the package marker (__init__.py, its bytecode) is code, not a shipped model
+    shipped = (p for p in root.rglob("*") if p.is_file() and p.name != "MANIFEST.json"
+               and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts)
+    for path in sorted(shipped):
         rel = path.relative_to(root).as_posix()
         prefix = next((k for k in PRODUCERS if rel.startswith(k)), None)
         entry = {"sha256": sha256(path), "bytes": path.stat().st_size}

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from nada.shapes.clip_model import (DEFAULT_DIR, TEMPLATES, ShapesClipConfig, WordTokenizer, build_model,
+from nada.shapes.clip_model import (default_dir, TEMPLATES, ShapesClipConfig, WordTokenizer, build_model,
                                     load_shapes_clip, measure_shapes_clip, save_shapes_clip, world_words)
 from nada.shapes.renderer import COLOURS, SHAPES, STYLES, STYLES_WITH_COLOUR, random_factors, render_batch, to_tensor
 
@@ -115,7 +115,7 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", type=Path, default=Path("runs/shapes_clip"), help="checkpoint folder (resumed if present)")
-    p.add_argument("--out", type=Path, default=DEFAULT_DIR)
+    p.add_argument("--out", type=Path, default=default_dir())
     p.add_argument("--eval-n", type=int, default=1000)
     p.add_argument("--patch-size", type=int, default=16, help="ViT patch size (64 px images)")
     p.add_argument("--jitter", type=float, default=0.5, help="share of images given photometric jitter")

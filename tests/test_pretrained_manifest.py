@@ -3,16 +3,10 @@ folder stays under 25 MB."""
 
 import json
 
+import make_manifest  # scripts/, on pytest's pythonpath
 import pytest
 
 from nada.paths import pretrained_dir
-
-import importlib.util
-from pathlib import Path
-
-_spec = importlib.util.spec_from_file_location("make_manifest", Path(__file__).parent.parent / "scripts" / "make_manifest.py")
-make_manifest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(make_manifest)
 
 
 def test_manifest_matches_files():

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from nada.errors import CheckpointError
-from nada.shapes.clip_model import (DEFAULT_DIR, FINE_DIR, META_NAME, WEIGHTS_NAME, ShapesClipConfig, WordTokenizer, build_model,
+from nada.shapes.clip_model import (default_dir, fine_dir, META_NAME, WEIGHTS_NAME, ShapesClipConfig, WordTokenizer, build_model,
                                     load_shapes_clip, measure_shapes_clip, save_shapes_clip, world_words)
 from nada.shapes.renderer import COLOURS, SHAPES, STYLES
 
-SHIPPED = (DEFAULT_DIR / WEIGHTS_NAME).is_file()
+SHIPPED = (default_dir() / WEIGHTS_NAME).is_file()
 
 
 def test_tokenizer_maps_words_unknowns_and_truncates():
@@ -94,12 +94,12 @@ def test_unknown_word_warns(tmp_path, caplog):
 @pytest.fixture(scope="module", params=["shapes_clip", "shapes_clip_fine"])
 def shipped_metrics(request):
     """Both shipped shapes CLIPs (16 px and 8 px patches), on renders the training never drew."""
-    folder = DEFAULT_DIR if request.param == "shapes_clip" else FINE_DIR
+    folder = default_dir() if request.param == "shapes_clip" else fine_dir()
     if not (folder / WEIGHTS_NAME).is_file():
         pytest.skip(f"pretrained/{request.param} not shipped")
-    clip = load_shapes_clip(path=None if folder == DEFAULT_DIR else folder)
+    clip = load_shapes_clip(path=None if folder == default_dir() else folder)
     assert isinstance(clip.model, __import__("open_clip").CLIP)
-    assert clip.config.patch_size == (16 if folder == DEFAULT_DIR else 8)
+    assert clip.config.patch_size == (16 if folder == default_dir() else 8)
     return measure_shapes_clip(clip, n=240, seed=4242)
 
 
@@ -107,14 +107,14 @@ def test_fine_spec_loads_the_shipped_8px_model():
     from nada.guidance import load_clip, parse_spec
     from nada.guidance import encoder as encoder_mod
 
-    if not (FINE_DIR / WEIGHTS_NAME).is_file():
+    if not (fine_dir() / WEIGHTS_NAME).is_file():
         pytest.skip("pretrained/shapes_clip_fine not shipped")
     assert parse_spec("shapes-fine").canonical == "shapes-fine"
     encoder_mod.clear_cache()
     try:
         fine, coarse = load_clip("shapes-fine", "cpu"), load_clip("shapes", "cpu")
         assert fine.spec == "shapes-fine" and coarse.spec == "shapes" and fine is not coarse
-        direct = load_shapes_clip(path=FINE_DIR)
+        direct = load_shapes_clip(path=fine_dir())
         img = torch.rand(2, 3, 64, 64) * 2 - 1
         with torch.no_grad():
             assert torch.allclose(fine.encode_image(img), direct.model.encode_image(img), atol=1e-5)

@@ -42,7 +42,9 @@ def environment_report(selfcheck: bool = False) -> list[tuple[str, str]]:
         rows.extend(stylegan2_ops.status_report(run_selfcheck=selfcheck))
     except (ImportError, AttributeError) as exc:  # ops not installed / older
         rows.append(("stylegan2_ops", f"unavailable ({exc})"))
-    rows.append(("pretrained dir", str(paths.pretrained_dir())))
+    where, how = paths.locate_pretrained()
+    shipped = (where / "shapes_generator.safetensors").is_file()
+    rows.append(("shapes world", f"{where} ({how}){'' if shipped else ': MISSING, set NADA_PRETRAINED'}"))
     rows.append(("weights cache", str(paths.weights_cache_dir())))
     rows.append(("torch extensions dir", os.environ.get("TORCH_EXTENSIONS_DIR", "(default)")))
     try:

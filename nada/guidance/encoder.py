@@ -221,9 +221,9 @@ def load_clip(spec: str, device: torch.device | str | None = None) -> ClipEncode
         if parsed.name == SHAPES_SPEC:
             path = parsed.path
             if path is None and parsed.pretrained == "fine":
-                from ..shapes.clip_model import FINE_DIR
+                from ..shapes.clip_model import fine_dir
 
-                path = str(FINE_DIR)
+                path = str(fine_dir())
             _CACHE[key] = _load_shapes(device, path, parsed.canonical)
         else:
             _CACHE[key] = _load_open_clip(parsed, device)

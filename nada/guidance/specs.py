@@ -74,10 +74,10 @@ def parse_spec(spec: str) -> ClipSpec:
     if spec == SHAPES_SPEC:
         return ClipSpec(SHAPES_SPEC, None)
     if spec == SHAPES_FINE_SPEC:
-        from ..shapes.clip_model import FINE_DIR
+        from ..shapes.clip_model import fine_dir
 
-        if _missing_shapes_files(str(FINE_DIR)):
-            raise ModelNotFoundError(f"the fine shapes CLIP is not in {FINE_DIR}", "use 'shapes', or reinstall nada")
+        if _missing_shapes_files(str(fine_dir())):
+            raise ModelNotFoundError(f"the fine shapes CLIP is not in {fine_dir()}", "use 'shapes', or reinstall nada")
         return ClipSpec(SHAPES_SPEC, "fine")
     if spec.startswith(SHAPES_SPEC + ":"):
         folder = spec[len(SHAPES_SPEC) + 1 :]

@@ -21,8 +21,20 @@ from nada.shapes.renderer import COLOURS, SHAPES, STYLES
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "pretrained" / "shapes_clip"
-FINE_DIR = DEFAULT_DIR.with_name("shapes_clip_fine")  # the 8 px-patch model (``shapes-fine``)
+
+
+def default_dir() -> Path:
+    """The shipped 16 px-patch shapes CLIP (``shapes``), in :func:`nada.paths.pretrained_dir`."""
+    from nada.paths import pretrained_dir
+
+    return pretrained_dir() / "shapes_clip"
+
+
+def fine_dir() -> Path:
+    """The shipped 8 px-patch shapes CLIP (``shapes-fine``)."""
+    return default_dir().with_name("shapes_clip_fine")
+
+
 WEIGHTS_NAME = "model.safetensors"
 META_NAME = "shapes_clip.json"
 
@@ -168,7 +180,7 @@ def load_shapes_clip(device=None, path: str | Path | None = None) -> ShapesClip:
     """Load the shipped shapes CLIP (fp32, eval mode) from ``pretrained/shapes_clip/``."""
     from safetensors.torch import load_file
 
-    d = Path(path) if path is not None else DEFAULT_DIR
+    d = Path(path) if path is not None else default_dir()
     wpath, mpath = d / WEIGHTS_NAME, d / META_NAME
     if not wpath.is_file() or not mpath.is_file():
         raise CheckpointError(f"shapes CLIP weights not found in {d}", "run scripts/train_shapes_clip.py to make them")

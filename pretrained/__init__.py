@@ -1,0 +1,1 @@
+"""Data package: the shapes world's shipped models, installed as ``nada._pretrained`` (see pyproject.toml)."""
