@@ -32,7 +32,8 @@ PRODUCERS = {
         "--workers 14 (one H200, 2.4 min, 5416 steps); 5. --batch 32 --lr 0.001 --ema-beta 0.99 --threads 2 "
         "(2 CPU cores, 78 min, to step 9078); 6. --batch 128 --lr 0.002 --lr-final 0.02 --ema-beta 0.995 "
         "--device cuda --workers 7 (one H100, 8.3 min, 12698 steps to step 21776, cosine lr annealing); "
-        "stages 2-6 with --beta1 0.9 --shape-head 0.5"
+        "stages 2-6 with --beta1 0.9 --shape-head 0.5; then the script's RECIPE written into the header "
+        "metadata (nada_recipe; tensors unchanged, 2026-12-02)"
     ),
 }
 

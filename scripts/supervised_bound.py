@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from nada.adapt.config import SHAPES_DEFAULT_BATCH, SHAPES_DEFAULT_LAYERS, SHAPES_DEFAULT_LR, generator_adam
+from nada.adapt.config import TrainConfig, generator_adam
 from nada.adapt.layers import manual_layers, set_trainable
 from nada.adapt.twin import TwinGenerator
 from nada.checkpoints import load_generator
@@ -59,12 +59,13 @@ def fit(twin: TwinGenerator, style: str, layers: list[str], iters: int, batch: i
 
 
 def main() -> None:
+    shapes = TrainConfig(target="sketch")  # nada train's values on the shipped generator (its recipe)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", required=True, choices=[s for s in STYLES if s != "photo"], help="target style")
-    ap.add_argument("--layers", default=SHAPES_DEFAULT_LAYERS, help="layer spec, as nada train --layers")
+    ap.add_argument("--layers", default=shapes.layers, help="layer spec, as nada train --layers")
     ap.add_argument("--iters", type=int, default=300, help="optimiser steps (nada train's default 300)")
-    ap.add_argument("--batch", type=int, default=SHAPES_DEFAULT_BATCH, help="latents per step (nada train's shapes default)")
-    ap.add_argument("--lr", type=float, default=SHAPES_DEFAULT_LR,
+    ap.add_argument("--batch", type=int, default=shapes.batch, help="latents per step (nada train's shapes default)")
+    ap.add_argument("--lr", type=float, default=shapes.lr,
                     help="base lr, Adam uses lr*4/5 (nada train's shapes default)")
     ap.add_argument("--loss", choices=sorted(LOSSES), default="l2",
                     help="pixel loss against the renders (l2 measured higher than l1: neon 0.875 against 0.762 at batch 2)")

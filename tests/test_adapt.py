@@ -378,13 +378,15 @@ def test_style_images_direction_and_bad_file(tmp_path):
 
 
 def test_shapes_world_run_ends_with_eval(tmp_path, monkeypatch):
-    """The default generator ('shapes') resolves through pretrained/ and the run ends with the
-    oracle evaluation (eval.json + table); random stand-in models keep it fast."""
+    """The default generator ('shapes') resolves through pretrained/ and, since its recipe names
+    the shapes oracle, the run ends with the oracle evaluation (eval.json + table); random
+    stand-in models keep it fast."""
     from nada.shapes.oracle import OracleNet, save_oracle
 
     pre = tmp_path / "pretrained"
     torch.manual_seed(0)
-    save_generator(Generator(GeneratorConfig.preset("shapes-64")), pre / "shapes_generator.safetensors")
+    save_generator(Generator(GeneratorConfig.preset("shapes-64")), pre / "shapes_generator.safetensors",
+                   metadata={"nada_recipe": {"evaluator": "shapes"}})
     save_oracle(OracleNet(), pre)
     monkeypatch.setenv("NADA_PRETRAINED", str(pre))
     cfg = TrainConfig(out=str(tmp_path / "run"), target="neon", iters=1, eval_seeds=8, auto_layer_batch=2,

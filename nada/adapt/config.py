@@ -7,7 +7,7 @@ import dataclasses
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError, reject_unknown_keys
@@ -16,9 +16,6 @@ SHAPES = "shapes"  # generator / CLIP spec of the embedded shapes world
 
 # Official StyleGAN-NADA (ZSSGAN train_options + notebook) defaults for real CLIP models.
 OFFICIAL_CLIP = ("ViT-B-32:openai", "ViT-B-16:openai")
-# The shapes world's analogue: its CLIPs with 16 px and 8 px patches, equal weights. The pair keeps
-# sketch and pixel-art shapes where the 16 px model alone lets outlines break (README table).
-SHAPES_CLIP = (SHAPES, "shapes-fine")
 
 # The StyleGAN2 generator optimiser, as the official code sets it up: lr · reg_ratio,
 # betas (0 ** reg_ratio, 0.99 ** reg_ratio) with reg_ratio = 4/5 (lazy-regularisation ratio).
@@ -30,16 +27,6 @@ def generator_adam(lr: float) -> tuple[float, tuple[float, float]]:
     return lr * G_REG_RATIO, (0.0**G_REG_RATIO, 0.99**G_REG_RATIO)
 
 
-# Measured best on the shapes world (README tables): train only the fine ("texture") layers, no
-# layer search, batch 16 at lr 0.03 cosine-annealed to a third (unless --batch / --lr /
-# --lr-final are given): the larger, smoother batch with a larger step keeps neon outlines (shape
-# preserved 0.81-0.90 against 0.54-0.62 at batch 2, lr 0.01), and the annealing keeps sketch
-# at >= 0.90 on every seed measured (0.79-0.94 at a constant lr). Used on the shapes generator
-# when neither --layers, --auto-layer-k, --auto-layer-iters nor a preset is chosen.
-SHAPES_DEFAULT_LAYERS = "texture"
-SHAPES_DEFAULT_LR = 0.03
-SHAPES_DEFAULT_BATCH = 16
-SHAPES_DEFAULT_LR_FINAL = 1 / 3
 OFFICIAL_LR = 0.002
 OFFICIAL_BATCH = 2
 DEFAULT_K = 2
@@ -71,7 +58,7 @@ class TrainConfig:
     # --- models --------------------------------------------------------------------------
     generator: str = SHAPES                  # frozen source generator: path, known name, URL or 'shapes'
     train_generator: str | None = None       # initial weights of the trainable twin (default: the generator)
-    clip: tuple[str, ...] = ()               # CLIP specs; () = shapes + shapes-fine for the shapes world, else official pair
+    clip: tuple[str, ...] = ()               # CLIP specs; () = the generator's recipe, else the official pair
     clip_weights: tuple[float, ...] = ()     # one weight per CLIP model; () = all 1 (official)
     # --- what to learn -------------------------------------------------------------------
     source: str = "photo"                    # text describing the source domain
@@ -80,16 +67,16 @@ class TrainConfig:
     style_image_samples: int = 16            # generated source samples for the image direction (official 16)
     # --- schedule ------------------------------------------------------------------------
     iters: int = 300                         # training iterations
-    batch: int | None = None                 # latents per iteration. None: 16 on the shapes default, else 2 (official)
-    lr: float | None = None                  # base lr; Adam uses lr·4/5. None: 0.03 on the shapes default, else 0.002 (official)
+    batch: int | None = None                 # latents per iteration. None: the recipe's, else 2 (official)
+    lr: float | None = None                  # base lr; Adam uses lr·4/5. None: the recipe's, else 0.002 (official)
     lr_final: float | None = None            # cosine-anneal lr to this fraction of it by the last iteration; 1 = constant
-                                             # (official). None: 1/3 on the shapes default, else 1
+                                             # (official). None: the recipe's, else 1
     mixing: float = 0.0                      # style-mixing probability of training latents (official 0)
     truncation: float = 1.0                  # truncation psi of training latents (official 1 = none)
     noise_mode: str = "random"               # 'random': one shared noise draw per step for both twins; 'const'
     seed: int = 0                            # seed of every random draw of the run
     # --- which layers learn --------------------------------------------------------------
-    layers: str | None = None                # layer spec (names, globs b8.*, presets); None = 'texture' on the shapes default, else all conv layers
+    layers: str | None = None                # layer spec (names, globs b8.*, presets); None = the recipe's, else all conv layers
     auto_layer_iters: int | None = None      # W+ search steps per iteration; 0 = off; None = 0 with layers, else 1
     auto_layer_k: int | str | None = None    # style indices unfrozen per step: int, 'N/M' of num_ws, or 'all'; None = 2
     auto_layer_batch: int = 8                # latents in the layer search (official 8)
@@ -106,11 +93,13 @@ class TrainConfig:
     sample_seeds: str = "0-7"                # seeds of the sample grids
     sample_truncation: float = 0.7           # truncation psi of the sample grids (official 0.7)
     save_every: int = 100                    # checkpoint every N iterations (0 = only at the end)
-    evaluate: bool = True                    # on the shapes generator, run nada.shapes.evaluate at the end
+    evaluate: bool = True                    # judge the result at the end when the generator's recipe names an evaluator
     eval_seeds: int = 256                    # seeds 0..N-1 for that evaluation
     device: str = "auto"                     # auto, cpu, cuda, cuda:N
     quiet: bool = False                      # no progress bar; log lines only
     preset: str = "default"                  # the preset these values started from (for the record)
+    evaluator: str | None = None             # judge of the images ('shapes' = the shapes oracle, '' = none); None = the recipe's
+    origin: dict[str, str] = field(default_factory=dict, compare=False)  # where each value came from (config.json)
 
     def __post_init__(self) -> None:
         def put(key: str, value: Any) -> None:
@@ -118,22 +107,8 @@ class TrainConfig:
 
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r}", f"choose one of {', '.join(PRESETS)}")
-        # The shapes-world default: nothing about layers, k, the search or lr chosen (nor a preset).
-        shapes_default = (self.preset == "default" and self.generator == SHAPES and self.layers is None
-                          and self.auto_layer_iters is None and self.auto_layer_k is None)
-        if shapes_default:
-            put("layers", SHAPES_DEFAULT_LAYERS)
-        if self.lr is None:
-            put("lr", SHAPES_DEFAULT_LR if shapes_default else OFFICIAL_LR)
-        if self.batch is None:
-            put("batch", SHAPES_DEFAULT_BATCH if shapes_default else OFFICIAL_BATCH)
-        if self.lr_final is None:
-            put("lr_final", SHAPES_DEFAULT_LR_FINAL if shapes_default else 1.0)
-        if self.auto_layer_k is None:
-            put("auto_layer_k", DEFAULT_K)
+        self._resolve_defaults(put)
         put("clip", tuple(str(c) for c in self.clip))
-        if not self.clip:
-            put("clip", SHAPES_CLIP if self.generator == SHAPES else OFFICIAL_CLIP)
         put("clip_weights", tuple(float(w) for w in self.clip_weights) or tuple(1.0 for _ in self.clip))
         if len(self.clip_weights) != len(self.clip):
             raise ConfigError(
@@ -182,6 +157,39 @@ class TrainConfig:
         if isinstance(self.auto_layer_k, str) and self.auto_layer_k.strip().isdigit():
             put("auto_layer_k", int(self.auto_layer_k))
 
+    def _resolve_defaults(self, put) -> None:
+        """Unset values (None / empty): from the generator's recipe (:mod:`nada.recipe`), else the
+        official defaults; ``origin`` records where every value came from."""
+        from ..recipe import CLIP_KEYS, LAYER_KEYS, TRAIN_KEYS, generator_recipe
+
+        unset = {k for k in TRAIN_KEYS if getattr(self, k) in (None, ())}
+        recipe = generator_recipe(self.generator) if unset or self.evaluator is None else None
+        origin = dict(self.origin)
+        from_recipe = dict(recipe.train) if recipe else {}
+        if any(getattr(self, k) is not None for k in LAYER_KEYS):  # the layers are chosen: not the recipe's
+            from_recipe = {k: v for k, v in from_recipe.items() if k in CLIP_KEYS}
+        if "clip" not in unset:  # weights belong to the model list they were given with
+            from_recipe.pop("clip_weights", None)
+        for key in sorted(unset):
+            if key in from_recipe:
+                put(key, from_recipe[key])
+                origin[key] = f"recipe ({recipe.source})"
+        official = {"lr": OFFICIAL_LR, "batch": OFFICIAL_BATCH, "lr_final": 1.0, "auto_layer_k": DEFAULT_K,
+                    "clip": OFFICIAL_CLIP}
+        for key, value in official.items():
+            if getattr(self, key) in (None, ()):
+                put(key, value)
+                origin[key] = "default"
+        if self.evaluator is None:
+            put("evaluator", recipe.evaluator or "" if recipe else "")
+            origin["evaluator"] = f"recipe ({recipe.source})" if recipe and recipe.evaluator else "default"
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.default is not dataclasses.MISSING}
+        for f in dataclasses.fields(self):
+            if f.name != "origin" and f.name not in origin:
+                value = getattr(self, f.name)
+                origin[f.name] = "default" if f.name in defaults and value == defaults[f.name] else "option"
+        put("origin", origin)
+
     # --- helpers ---------------------------------------------------------------------------
     @property
     def adam_lr(self) -> float:
@@ -201,13 +209,15 @@ class TrainConfig:
         return self.lr * (self.lr_final + (1 - self.lr_final) * 0.5 * (1 + math.cos(math.pi * t)))
 
     @property
-    def uses_shapes_generator(self) -> bool:
-        return self.generator == SHAPES
+    def evaluates_on_shapes(self) -> bool:
+        """The generator's recipe names the shapes oracle as the judge of its images."""
+        return self.evaluator == "shapes"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["clip"] = list(self.clip)
         d["clip_weights"] = list(self.clip_weights)
+        d["origin"] = dict(sorted(self.origin.items()))
         return d
 
     def to_json(self) -> str:
@@ -227,7 +237,8 @@ class TrainConfig:
         """A config that starts from a named preset; explicit ``overrides`` win."""
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}", f"choose one of {', '.join(PRESETS)}")
-        return TrainConfig(**{**PRESETS[name], **overrides, "preset": name})
+        origin = {k: f"preset {name}" for k in PRESETS[name] if k not in overrides}
+        return TrainConfig(**{**PRESETS[name], **overrides, "preset": name, "origin": origin})
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)

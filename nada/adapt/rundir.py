@@ -80,6 +80,17 @@ def read_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     return d
 
 
+def run_evaluator(cfg: dict[str, Any]) -> str:
+    """The judge of a run's images ('shapes' or ''): its config's ``evaluator``, or for runs
+    recorded before there was one, the recipe of its source generator."""
+    if cfg.get("evaluator") is not None:
+        return str(cfg["evaluator"])
+    from ..recipe import generator_recipe
+
+    recipe = generator_recipe(cfg.get("generator") or "shapes")
+    return (recipe.evaluator or "") if recipe else ""
+
+
 def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
     """The config of an existing `nada train` run (for ``--resume``)."""
     d = read_run_config(run_dir)

@@ -17,6 +17,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError, DataError
 from ..hooks import RunHooks
+from ..recipe import RECIPE_KEY
 from . import rundir
 from .config import LOSS_WEIGHTS, TrainConfig, generator_adam, resolve_k
 from .layers import (
@@ -73,6 +74,7 @@ class Prepared:
     generator_path: Path
     allowed_layers: list[str]                   # layers that may learn
     state: dict[str, Any] | None = None         # resumable state (resume only)
+    recipe: dict[str, Any] | None = None        # the base generator's recipe, carried into the adapted one
 
 
 # --- preparation (all validation happens here, before anything is written) -----------------
@@ -104,12 +106,13 @@ def prepare(cfg: TrainConfig, objective: Objective | None = None) -> Prepared:
     device = resolve_device(cfg.device)
     if cfg.style_images is not None:
         check_style_dir(cfg.style_images)
-    if cfg.uses_shapes_generator and cfg.evaluate and cfg.target is not None:
+    if cfg.evaluates_on_shapes and cfg.evaluate and cfg.target is not None:
         from ..shapes.evaluate import parse_target
 
         parse_target(cfg.target)  # the final evaluation must know the target style or colour
-    gen_path = resolve_generator(None if cfg.uses_shapes_generator else cfg.generator)
-    G = load_generator(gen_path, device=device).generator
+    gen_path = resolve_generator(cfg.generator)
+    loaded = load_generator(gen_path, device=device)
+    G = loaded.generator
     train_syn = None
     if cfg.train_generator is not None:
         train_syn = load_generator(resolve_generator(cfg.train_generator), device=device).generator.synthesis
@@ -128,7 +131,7 @@ def prepare(cfg: TrainConfig, objective: Objective | None = None) -> Prepared:
         if state["iteration"] > cfg.iters:
             raise ConfigError(f"the run is already at iteration {state['iteration']} > --iters {cfg.iters}",
                               f"pass --iters {state['iteration']} or more")
-    return Prepared(cfg, device, twin, objective, gen_path, allowed, state)
+    return Prepared(cfg, device, twin, objective, gen_path, allowed, state, loaded.metadata.get(RECIPE_KEY))
 
 
 # --- the loop --------------------------------------------------------------------------------
@@ -258,6 +261,8 @@ class Trainer:
 
         meta = {"nada_train": self.cfg.to_dict(), "iteration": self.iteration,
                 "source_generator": str(self.prep.generator_path)}
+        if self.prep.recipe is not None:  # the adapted generator is adapted and judged the same way
+            meta[RECIPE_KEY] = self.prep.recipe
         return save_generator(self.twin.generator("trainable"), path, metadata=meta)
 
     # -- the loop -------------------------------------------------------------------------
@@ -313,7 +318,7 @@ class Trainer:
         self.hooks.sample(self.sample_grid("final"))
         result.generator_path = self.save_generator(self.run_dir / rundir.GENERATOR)
         result.rosinality_path = self._export_rosinality()
-        if cfg.uses_shapes_generator and cfg.evaluate and cfg.target is not None:
+        if cfg.evaluates_on_shapes and cfg.evaluate and cfg.target is not None:
             result.eval, result.eval_table = self._evaluate()
         return result
 

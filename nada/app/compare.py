@@ -165,14 +165,17 @@ def evaluate_run(run_dir: Path, device: torch.device) -> dict[str, Any]:
     path = run_dir / "eval.json"
     if path.is_file():
         return json.loads(path.read_text())
+    from ..adapt.rundir import run_evaluator
+
     cfg = json.loads((run_dir / "config.json").read_text())
-    if str(cfg.get("generator") or "shapes") != "shapes":
-        raise ConfigError("only runs on the shapes world can be evaluated", "the oracle knows only the shapes world")
+    if run_evaluator(cfg) != "shapes":
+        raise ConfigError("only runs on the shapes world can be evaluated",
+                          "the oracle judges generators whose recipe names it (the shipped shapes generator's does)")
     if not cfg.get("target"):
         raise ConfigError("this run has no target text (style images)", "the oracle needs a named target style")
     if not (run_dir / "generator.safetensors").is_file():
         raise ConfigError("this run has no adapted generator yet", "wait until it finishes, or resume it")
-    frozen = load_generator(source_generator_path("shapes"), device=device).generator
+    frozen = load_generator(source_generator_path(cfg.get("generator") or "shapes"), device=device).generator
     adapted = load_generator(run_dir / "generator.safetensors", device=device).generator
     metrics = evaluate(frozen, adapted, cfg["target"], seeds=range(int(cfg.get("eval_seeds") or 256)),
                        source_text=cfg.get("source") or "photo", target_text=cfg["target"])

@@ -48,6 +48,7 @@ def eval_markdown(ctx: AppContext, names: list[str], compute: bool, device) -> s
     """Each run's oracle table; missing ones computed (and saved as eval.json) when ``compute``."""
     import json
 
+    from ..adapt.rundir import run_evaluator
     from .compare import evaluate_run, metrics_markdown
 
     parts = []
@@ -58,7 +59,7 @@ def eval_markdown(ctx: AppContext, names: list[str], compute: bool, device) -> s
                 table = metrics_markdown(evaluate_run(run, device))
             else:
                 cfg = json.loads((run / "config.json").read_text())
-                shapes = str(cfg.get("generator") or "shapes") == "shapes" and cfg.get("target")
+                shapes = run_evaluator(cfg) == "shapes" and cfg.get("target")
                 table = ("_Not evaluated yet: **Evaluate** runs the shapes oracle (256 seeds, a few seconds)._"
                          if shapes else "_No oracle for this run (it needs a text target on the shapes world)._")
         except NadaError as exc:

@@ -117,7 +117,7 @@ def build_config(ctx: AppContext, form: TrainForm, run_name: str):
         if not form.upload:
             raise ConfigError("no generator uploaded", "upload a .pt, .pkl or .safetensors file, or use the shapes world")
         uploads.check_generator(form.upload)
-        generator = "uploaded"  # placeholder with non-shapes defaults until the upload is stored
+        generator = str(form.upload)  # the checked upload (its recipe, if any, sets the defaults); stored below
     elif form.generator == SHAPES:
         generator = "shapes"
     else:
@@ -138,7 +138,7 @@ def build_config(ctx: AppContext, form: TrainForm, run_name: str):
     )
     device = resolve_device(ctx.device)
     _check_clip(cfg.clip, {"source text": cfg.source, "target text": cfg.target}, device)
-    if cfg.uses_shapes_generator and cfg.evaluate and cfg.target:
+    if cfg.evaluates_on_shapes and cfg.evaluate and cfg.target:
         from ..shapes.evaluate import parse_target
 
         parse_target(cfg.target)

@@ -304,8 +304,20 @@ def describe_checkpoint(path: str | os.PathLike) -> list[tuple[str, str]]:
     ]
     if cfg.conv_clamp is not None:
         rows.append(("conv_clamp", str(cfg.conv_clamp)))
+    from ..recipe import RECIPE_KEY, recipe_from_metadata
+
+    recipe = recipe_from_metadata(loaded.metadata, str(p))
+    if recipe is None:
+        rows.append(("training recipe", "none (nada train uses the official defaults)"))
+    else:
+        fmt = lambda d: ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in d.items()) or "-"  # noqa: E731
+        rows.append(("recipe: train", fmt(recipe.train)))
+        rows.append(("recipe: mapper", fmt(recipe.mapper)))
+        rows.append(("recipe: evaluator", recipe.evaluator or "none"))
+        if recipe.note:
+            rows.append(("recipe: note", recipe.note))
     for key, value in loaded.metadata.items():
-        if key == "source":
+        if key in ("source", RECIPE_KEY):
             continue
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         rows.append((key, text if len(text) <= 100 else text[:97] + "..."))

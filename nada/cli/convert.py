@@ -20,16 +20,27 @@ def register(sub, name: str) -> None:
         default=None,
         help="output format (default: rosinality for .pt/.pth, else nada safetensors)",
     )
+    p.add_argument("--recipe", metavar="JSON",
+                   help="attach a training recipe (a JSON file: train / mapper / evaluator / note, see `nada info` "
+                        "of the shipped shapes generator); nada format only; `--recipe none` removes one")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoints import export_rosinality, load_generator, save_generator
+    from ..errors import ConfigError
+    from ..recipe import RECIPE_KEY, read_recipe_json
 
     fmt = args.format or ("rosinality" if str(args.output).lower().endswith((".pt", ".pth")) else "nada")
     loaded = load_generator(args.input)
     meta = dict(loaded.metadata)
     meta["converted_from"] = {"path": str(args.input), "format": loaded.format}
+    if args.recipe is not None:
+        if fmt != "nada":
+            raise ConfigError("--recipe needs the nada format", "write OUT as .safetensors (rosinality files carry none)")
+        meta.pop(RECIPE_KEY, None)
+        if args.recipe != "none":
+            meta[RECIPE_KEY] = read_recipe_json(args.recipe).to_dict()
     if fmt == "nada":
         out = save_generator(loaded.generator, args.output, metadata=meta)
     else:

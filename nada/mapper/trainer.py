@@ -70,28 +70,31 @@ def load_mapper_config(run_dir: str | Path) -> MapperConfig:
 
 
 def default_clip(cfg: MapperConfig, metadata: dict[str, Any]) -> tuple[tuple[str, ...], tuple[float, ...]]:
-    """The CLIP models a mapper run uses when none are given: those the generator was adapted
-    with (an adapted generator carries its `nada train` recipe), else the shapes pair for the
-    shapes world, else the official ViT-B-32 + ViT-B-16 pair."""
-    from ..adapt.config import OFFICIAL_CLIP, SHAPES, SHAPES_CLIP
+    """The CLIP models a mapper run uses when none are given: the generator's recipe (its
+    ``mapper`` entry, else its ``train`` entry; an adapted generator carries its base's), else
+    those it was adapted with, else the official ViT-B-32 + ViT-B-16 pair."""
+    from ..adapt.config import OFFICIAL_CLIP
+    from ..recipe import recipe_from_metadata
 
     if cfg.clip:
         return cfg.clip, cfg.clip_weights
-    recipe = metadata.get("nada_train") or {}
-    if recipe.get("clip"):
-        clip = tuple(recipe["clip"])
-        weights = tuple(recipe.get("clip_weights") or [1.0] * len(clip))
-        return clip, weights
-    clip = SHAPES_CLIP if cfg.generator == SHAPES else OFFICIAL_CLIP
-    return clip, tuple(1.0 for _ in clip)
+    recipe = recipe_from_metadata(metadata)
+    for part in ((recipe.mapper, recipe.train) if recipe else ()) + (metadata.get("nada_train") or {},):
+        if part.get("clip"):
+            clip = tuple(part["clip"])
+            weights = tuple(part.get("clip_weights") or [1.0] * len(clip))
+            return clip, weights
+    return OFFICIAL_CLIP, tuple(1.0 for _ in OFFICIAL_CLIP)
 
 
-def shapes_eval_target(cfg: MapperConfig):
-    """The shapes-world target the final evaluation judges, or None when the run is not on the
-    shapes world (its CLIPs are not the shapes CLIPs) or evaluation is off."""
+def shapes_eval_target(cfg: MapperConfig, metadata: dict[str, Any]):
+    """The shapes-world target the final evaluation judges, or None when the generator's recipe
+    names no shapes oracle or evaluation is off."""
+    from ..recipe import recipe_from_metadata
     from ..shapes.evaluate import parse_target
 
-    if not cfg.evaluate or not all(c.split(":")[0].startswith("shapes") for c in cfg.clip):
+    recipe = recipe_from_metadata(metadata)
+    if not cfg.evaluate or recipe is None or recipe.evaluator != "shapes":
         return None
     return parse_target(cfg.target)
 
@@ -145,7 +148,7 @@ def prepare_mapper(cfg: MapperConfig) -> MapperPrepared:
         identity = IdentityLoss.from_file(cfg.identity, device)
     encoders = [load_clip(spec, device) for spec in cfg.clip]
     check_prompt_words(encoders, cfg.clip, {"--target": cfg.target, "--source": cfg.source})
-    eval_target = shapes_eval_target(cfg)
+    eval_target = shapes_eval_target(cfg, loaded.metadata)
     objective = MapperObjective(encoders, cfg.clip_weights, cfg.target, cfg.source, identity)
     state = None
     if cfg.resume:
