@@ -66,3 +66,22 @@ def test_seed_helpers():
     assert parse_seeds("0-3,10") == [0, 1, 2, 3, 10]
     z = z_from_seeds([42], 5)
     assert torch.equal(z[0], torch.from_numpy(np.random.RandomState(42).randn(5)).float())
+
+
+def test_run_directory_is_accepted_wherever_a_generator_is(tmp_path, gen_file, capsys):
+    """`nada generate` and `nada info` take a `nada train` run directory (its adapted generator),
+    as `nada eval` and `nada train --generator` do."""
+    G, path = gen_file
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "generator.safetensors").write_bytes(path.read_bytes())
+    assert main(["generate", "--generator", str(run), "--seeds", "0-1", "--out", str(tmp_path / "g.png")]) == 0
+    im = np.asarray(Image.open(tmp_path / "g.png"))
+    assert np.array_equal(im[:, :16], generate_images(G, [0])[0])
+    capsys.readouterr()
+    assert main(["info", str(run)]) == 0
+    assert "generator.safetensors" in capsys.readouterr().out
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["generate", "--generator", str(empty), "--out", str(tmp_path / "x.png")]) == 2
+    assert "run directory" in capsys.readouterr().err and not (tmp_path / "x.png").exists()

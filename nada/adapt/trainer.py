@@ -57,6 +57,7 @@ class RunResult:
     interrupted: bool = False                   # stopped by SIGINT or hooks.stop; resumable
     generator_path: Path | None = None          # nada-format adapted generator (None if interrupted)
     rosinality_path: Path | None = None         # rosinality export (None if not exportable)
+    rosinality_note: str | None = None          # why rosinality's own class cannot rebuild it (None if it can)
     eval: dict[str, Any] | None = None          # nada.shapes.evaluate metrics (shapes world only)
     eval_table: str | None = None               # the same, formatted
     seconds: float = 0.0                        # wall time of this call's training loop
@@ -318,6 +319,10 @@ class Trainer:
         self.hooks.sample(self.sample_grid("final"))
         result.generator_path = self.save_generator(self.run_dir / rundir.GENERATOR)
         result.rosinality_path = self._export_rosinality()
+        if result.rosinality_path is not None:
+            from ..checkpoints.core import rosinality_limits
+
+            result.rosinality_note = rosinality_limits(self.twin.generator("trainable").cfg)
         if cfg.evaluates_on_shapes and cfg.evaluate and cfg.target is not None:
             result.eval, result.eval_table = self._evaluate()
         return result
@@ -327,7 +332,7 @@ class Trainer:
 
         try:
             return export_rosinality(self.twin.generator("trainable"), self.run_dir / rundir.ROSINALITY,
-                                     metadata={"iteration": self.iteration})
+                                     metadata={"iteration": self.iteration}, warn=False)
         except CheckpointError as exc:
             log.warning("no rosinality export: %s", exc)
             return None

@@ -255,18 +255,29 @@ def save_generator(G: Generator, path: str | os.PathLike, metadata: dict[str, An
     return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=header))
 
 
-def export_rosinality(G: Generator, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
+def rosinality_limits(cfg) -> str | None:
+    """Why rosinality's own ``Generator`` class cannot rebuild this architecture (the export still
+    opens in nada), or None when it can."""
+    if cfg.channel_multiplier is None:
+        return (f"its channel widths (base {cfg.channel_base}, max {cfg.channel_max}) follow no rosinality "
+                "channel_multiplier")
+    return None
+
+
+def export_rosinality(G: Generator, path: str | os.PathLike, metadata: dict[str, Any] | None = None,
+                      warn: bool = True) -> Path:
     """Write ``G`` as a rosinality checkpoint ``{'g_ema', 'latent_avg'}`` that its
-    ``Generator(size, style_dim, n_mlp, channel_multiplier)`` loads (plus ``nada_config``)."""
+    ``Generator(size, style_dim, n_mlp, channel_multiplier)`` loads (plus ``nada_config``).
+    ``warn=False``: the caller reports :func:`rosinality_limits` itself."""
     cfg = G.cfg
     if cfg.img_channels != 3 or not cfg.use_noise or cfg.w_dim != cfg.z_dim:
         raise CheckpointError(
             f"{path}: rosinality's Generator needs 3 colour channels, noise inputs and z_dim == w_dim",
             "save in nada format instead (--format nada)",
         )
-    if cfg.channel_multiplier is None:
-        log.warning("%s: channels (base %d, max %d) follow no rosinality channel_multiplier; the file opens "
-                    "in nada but not in rosinality's Generator class", path, cfg.channel_base, cfg.channel_max)
+    if warn and rosinality_limits(cfg):
+        log.warning("%s: %s; the file opens in nada but not in rosinality's Generator class", path,
+                    rosinality_limits(cfg))
     if cfg.conv_clamp is not None or cfg.mapping_lr_mul != 0.01:
         log.warning("%s: conv_clamp/mapping_lr_mul differ from rosinality defaults; pass lr_mlp accordingly",
                     path)

@@ -16,8 +16,8 @@ def register(sub, name: str) -> None:
         description="z of seed s is np.random.RandomState(s).randn(z_dim), as in NVIDIA's generate.py.",
     )
     p.add_argument("--generator", default=None,
-                   help="checkpoint path, known name (see `nada download --list`), URL, or 'shapes' "
-                   "(default: the embedded shapes generator)")
+                   help="checkpoint path, `nada train` run directory (its adapted generator), known name "
+                   "(see `nada download --list`), URL, or 'shapes' (default: the embedded shapes generator)")
     p.add_argument("--seeds", default="0-15", help="seed list, e.g. 0-15 or 1,5,9 (default 0-15)")
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (default 1 = none)")
     p.add_argument("--trunc-cutoff", type=int, default=None, help="truncate only the first N style layers")

@@ -58,9 +58,13 @@ def environment_report(selfcheck: bool = False) -> list[tuple[str, str]]:
 
 def run(args: argparse.Namespace) -> int:
     if args.path:
-        from ..checkpoints import describe_checkpoint
+        from pathlib import Path
 
-        for key, value in describe_checkpoint(args.path):
+        from ..checkpoints import describe_checkpoint
+        from ..hub import resolve_generator
+
+        path = resolve_generator(args.path) if Path(args.path).is_dir() else args.path  # a run: its generator
+        for key, value in describe_checkpoint(path):
             print(f"{key:>22}: {value}")
         return 0
     for key, value in environment_report(args.selfcheck):

@@ -137,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
           f"run directory {result.run_dir}")
     print(f"adapted generator: {result.generator_path}")
     if result.rosinality_path:
-        print(f"rosinality export: {result.rosinality_path}")
+        print(f"rosinality-layout copy: {result.rosinality_path}"
+              + (f" (for nada and tools that read the state dict; rosinality's Generator class cannot rebuild "
+                 f"this generator: {result.rosinality_note})" if result.rosinality_note else ""))
     if result.eval_table:
         print(result.eval_table)
     return 0
