@@ -38,7 +38,7 @@ class KnownCheckpoint:
     url: str                    # download address
     filename: str               # name in the weights cache
     resolution: int             # output side in pixels
-    format: str                 # 'nvidia' (PyTorch pickle) or 'tensorflow' (needs conversion first)
+    format: str                 # 'nvidia' (PyTorch pickle) or 'tensorflow' (NVlabs/stylegan2 pickle, read without TensorFlow)
     sha256: str | None = None   # expected SHA-256; None = not recorded yet (printed after download)
     size: int | None = None     # bytes, when known
     description: str = ""
@@ -68,13 +68,13 @@ KNOWN: dict[str, KnownCheckpoint] = {
         KnownCheckpoint("lsun-dog-256", f"{_NGC}/stylegan2-lsundog-256x256.pkl", "stylegan2-lsundog-256.pkl", 256,
                         "nvidia", description="LSUN dogs"),
         KnownCheckpoint("lsun-church-256", f"{_TF}/stylegan2-church-config-f.pkl", "stylegan2-church-config-f.pkl",
-                        256, "tensorflow", description="LSUN churches (TensorFlow pickle: convert before use)"),
+                        256, "tensorflow", description="LSUN churches (TensorFlow pickle, read directly)"),
         KnownCheckpoint("lsun-cat-256", f"{_TF}/stylegan2-cat-config-f.pkl", "stylegan2-cat-config-f.pkl", 256,
-                        "tensorflow", description="LSUN cats (TensorFlow pickle: convert before use)"),
+                        "tensorflow", description="LSUN cats (TensorFlow pickle, read directly)"),
         KnownCheckpoint("lsun-car-512", f"{_TF}/stylegan2-car-config-f.pkl", "stylegan2-car-config-f.pkl", 512,
-                        "tensorflow", description="LSUN cars, 512x384 content (TensorFlow pickle)"),
+                        "tensorflow", description="LSUN cars, 512x384 content (TensorFlow pickle, read directly)"),
         KnownCheckpoint("lsun-horse-256", f"{_TF}/stylegan2-horse-config-f.pkl", "stylegan2-horse-config-f.pkl",
-                        256, "tensorflow", description="LSUN horses (TensorFlow pickle: convert before use)"),
+                        256, "tensorflow", description="LSUN horses (TensorFlow pickle, read directly)"),
     ]
 }
 

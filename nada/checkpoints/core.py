@@ -27,7 +27,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError
 from ..networks import Generator, GeneratorConfig
-from . import nvidia, rosinality
+from . import nvidia, rosinality, tensorflow
 from .errors import layout_error
 from .safe_pickle import TORCH_LEGACY_MAGIC, safe_load
 
@@ -93,6 +93,9 @@ def load_generator(path: str | os.PathLike, device: torch.device | str | None = 
         if isinstance(res.obj, int) and res.obj == TORCH_LEGACY_MAGIC:
             cfg, state, meta = _read_rosinality(p)
             fmt = "rosinality"
+        elif tensorflow.is_tf_pickle(res.obj):
+            cfg, state, meta = tensorflow.load_tensorflow(res.obj, str(p))
+            fmt = "tensorflow"
         else:
             cfg, state, meta = nvidia.load_nvidia(res.obj, res.refused, str(p))
             fmt = "nvidia"

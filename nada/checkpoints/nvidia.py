@@ -104,8 +104,8 @@ def load_nvidia(obj: Any, refused: list[str], path: str) -> tuple[GeneratorConfi
     if isinstance(obj, tuple) and obj and all(isinstance(o, Opaque) for o in obj):
         names = sorted({o.global_name for o in obj})
         if any("tflib" in n for n in names):
-            raise layout_error(path, "this is a TensorFlow StyleGAN2 pickle",
-                               hint="convert it first with stylegan2-ada-pytorch's legacy.py or rosinality's convert_weight.py")
+            raise layout_error(path, "a TensorFlow pickle whose networks are not dnnlib.tflib Network records",
+                               hint="nada reads NVlabs/stylegan2 generator pickles (G, D, Gs)")
     if not isinstance(obj, dict):
         what = f"it names {', '.join(refused)}, which is refused" if refused else f"it holds a {type(obj).__name__}"
         raise layout_error(path, f"not a StyleGAN2 network pickle ({what})",

@@ -72,6 +72,58 @@ class Opaque:
         return f"<opaque {self.global_name}>"
 
 
+class TFNetworkRecord:
+    """A TensorFlow StyleGAN2 ``dnnlib.tflib.network.Network``, unexecuted: its pickled state
+    (``name``, ``static_kwargs``, ``components`` (nested records), ``variables`` (name, numpy
+    array) pairs, ``build_module_src`` kept as an inert string). No TensorFlow is imported."""
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state if isinstance(state, dict) else {}
+
+    @property
+    def name(self) -> str:
+        return str(self.state.get("name", ""))
+
+    @property
+    def static_kwargs(self) -> dict[str, Any]:
+        kw = self.state.get("static_kwargs")
+        return dict(kw) if isinstance(kw, dict) else {}
+
+    @property
+    def components(self) -> dict[str, Any]:
+        comps = self.state.get("components")
+        return dict(comps) if isinstance(comps, dict) else {}
+
+    def variables(self) -> dict[str, Any]:
+        out = {}
+        for item in self.state.get("variables") or []:
+            if isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str):
+                out[item[0]] = item[1]
+        return out
+
+
+class _NDArrayClass:
+    """What ``numpy.ndarray`` resolves to: a marker for :func:`_numpy_reconstruct`, not callable,
+    so a pickle cannot allocate an array of a size it merely declares."""
+
+
+_NDARRAY = _NDArrayClass()
+
+
+def _numpy_reconstruct(cls: Any, shape: Any, typecode: Any) -> np.ndarray:
+    """An empty array that the pickle's BUILD fills with ndarray.__setstate__ (numpy checks the
+    bytes against the declared shape and dtype; dtypes come from :func:`_numpy_dtype`)."""
+    if cls is not _NDARRAY:
+        raise pickle.UnpicklingError("numpy _reconstruct of something other than an ndarray")
+    return np.empty((0,), dtype=np.uint8)
+
+
+def _copyreg_reconstructor(cls: Any, base: Any, state: Any) -> Any:
+    if cls is not TFNetworkRecord or base is not object or state is not None:
+        raise pickle.UnpicklingError("copyreg reconstruction of a refused class")
+    return TFNetworkRecord()
+
+
 class AttrDict(dict):
     """Plain dict standing in for ``dnnlib.util.EasyDict``."""
 
@@ -144,6 +196,11 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
     ("numpy", "dtype"): _numpy_dtype,
+    ("numpy", "ndarray"): _NDARRAY,
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("dnnlib.tflib.network", "Network"): TFNetworkRecord,
+    ("copyreg", "_reconstructor"): _copyreg_reconstructor,
 }
 
 

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     path = hub.download(args.name, dest=args.dest, sha256=args.sha256, progress=not args.quiet)
     known = hub.KNOWN.get(args.name)
     if known is not None and known.format == "tensorflow":
-        print("note: this is a TensorFlow pickle; nada loads PyTorch checkpoints only - convert it with "
-              "rosinality's convert_weight.py or NVIDIA's legacy.py first")
+        print("note: a TensorFlow pickle; nada reads its weights without TensorFlow (every command takes it; "
+              "`nada convert` writes it once as nada .safetensors, which loads faster)")
     print(path)
     return 0
