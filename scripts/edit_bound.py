@@ -80,7 +80,7 @@ def main() -> None:
             kept = "colour" if tgt.kind != "colour" else "shape"
             keep = float((p1[kept] == p0[kept]).float().mean())
             hist = torch.bincount(p1[tgt.kind][fresh], minlength=len(names)).tolist()
-            print(f"step {step}: CLIP loss {float(loss):.4f}  {tgt.name} {hit:.3f}  {kept} kept {keep:.3f}  "
+            print(f"step {step}: CLIP loss {float(loss.detach()):.4f}  {tgt.name} {hit:.3f}  {kept} kept {keep:.3f}  "
                   f"|offset| {float(offset.detach().norm(dim=-1).mean()):.2f}  {dict(zip(names, hist))}  "
                   f"{time.time() - t0:.0f} s", flush=True)
 
