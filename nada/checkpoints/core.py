@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, NadaError
 from ..networks import Generator, GeneratorConfig
 from . import nvidia, rosinality, tensorflow
 from .errors import layout_error
@@ -87,18 +87,26 @@ def load_generator(path: str | os.PathLike, device: torch.device | str | None = 
         data = p.read_bytes()
         try:
             res = safe_load(data)
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-                IndexError, KeyError, UnicodeDecodeError, RuntimeError, OverflowError) as exc:
-            raise CheckpointError(f"{p}: truncated or corrupt pickle ({type(exc).__name__}: {exc})") from exc
+        except RecursionError:
+            raise CheckpointError(f"{p}: corrupt pickle (nested too deeply)") from None
+        except MemoryError:
+            raise CheckpointError(f"{p}: corrupt pickle (declares more memory than it could hold)") from None
+        except Exception as exc:  # noqa: BLE001  (whatever a damaged pickle makes the unpickler raise)
+            raise CheckpointError(f"{p}: truncated or corrupt pickle ({_one_line(exc)})") from None
         if isinstance(res.obj, int) and res.obj == TORCH_LEGACY_MAGIC:
             cfg, state, meta = _read_rosinality(p)
             fmt = "rosinality"
-        elif tensorflow.is_tf_pickle(res.obj):
-            cfg, state, meta = tensorflow.load_tensorflow(res.obj, str(p))
-            fmt = "tensorflow"
         else:
-            cfg, state, meta = nvidia.load_nvidia(res.obj, res.refused, str(p))
-            fmt = "nvidia"
+            fmt = "tensorflow" if tensorflow.is_tf_pickle(res.obj) else "nvidia"
+            try:
+                if fmt == "tensorflow":
+                    cfg, state, meta = tensorflow.load_tensorflow(res.obj, str(p))
+                else:
+                    cfg, state, meta = nvidia.load_nvidia(res.obj, res.refused, str(p))
+            except NadaError:
+                raise
+            except Exception as exc:  # noqa: BLE001  (a damaged record where a tensor or dict belongs)
+                raise CheckpointError(f"{p}: malformed {fmt} network pickle ({_one_line(exc)})") from None
     G = _build(cfg, state, str(p), fmt)
     if "mapping.w_avg" not in state:
         gen = torch.Generator().manual_seed(0)
@@ -157,7 +165,32 @@ def _read_nada(p: Path) -> tuple[GeneratorConfig, dict[str, torch.Tensor], dict]
     return cfg, state, meta
 
 
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    """``Type: first line of the message``, at most ``limit`` characters (messages of torch's
+    loader run to several lines)."""
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_zip_members(p: Path) -> None:
+    """Refuse a torch zip file whose members declare more bytes than the file holds (torch's
+    reader allocates a member's declared size)."""
+    try:
+        with zipfile.ZipFile(p) as zf:
+            infos = zf.infolist()
+    except Exception as exc:  # noqa: BLE001  (BadZipFile, NotImplementedError for odd versions, ...)
+        raise CheckpointError(f"{p}: truncated or corrupt torch checkpoint ({_one_line(exc)})") from None
+    size = p.stat().st_size
+    big = [i for i in infos if i.file_size > size or i.compress_size > size]
+    if big or sum(i.compress_size for i in infos) > size:
+        what = f"member {big[0].filename!r} declares {big[0].file_size:,} bytes" if big else "its members declare more bytes"
+        raise CheckpointError(f"{p}: corrupt torch checkpoint ({what} in a file of {size:,})")
+
+
 def _read_rosinality(p: Path) -> tuple[GeneratorConfig, dict[str, torch.Tensor], dict]:
+    if detect_format(p) == "torch":
+        _check_zip_members(p)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             ckpt = torch.load(p, map_location="cpu", weights_only=True)
@@ -167,8 +200,10 @@ def _read_rosinality(p: Path) -> tuple[GeneratorConfig, dict[str, torch.Tensor],
             f"{p}: refused by the weights-only loader: {first[-1] if first else exc}",
             "only tensors, containers and argparse.Namespace are accepted in .pt checkpoints",
         ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(f"{p}: truncated or corrupt torch checkpoint ({type(exc).__name__}: {exc})") from exc
+    except MemoryError:
+        raise CheckpointError(f"{p}: corrupt torch checkpoint (declares more memory than it could hold)") from None
+    except Exception as exc:  # noqa: BLE001  (whatever a damaged file makes torch's loader raise)
+        raise CheckpointError(f"{p}: truncated or corrupt torch checkpoint ({_one_line(exc)})") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{p}: torch checkpoint holds a {type(ckpt).__name__}, not a dict with g_ema")
     if "g_ema" in ckpt:

@@ -144,10 +144,54 @@ def _reconstruct_persistent(meta: Any) -> PersistentRecord:
     )
 
 
+_ELEMENT_BYTES = {"Double": 8, "Long": 8, "ComplexFloat": 8, "Float": 4, "Int": 4, "Half": 2, "BFloat16": 2,
+                  "Short": 2, "Char": 1, "Byte": 1, "Bool": 1}
+
+
+class _StorageScan(pickle.Unpickler):
+    """Reads the pickles of a legacy ``torch.save`` storage record without building anything,
+    collecting the sizes its storages declare."""
+
+    def __init__(self, file: io.BytesIO):
+        super().__init__(file)
+        self.declared = 0
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "torch" and name.endswith("Storage"):
+            return name
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):  # a tensor record: nothing is built
+            return lambda *args: None
+        raise pickle.UnpicklingError(f"storage record names {module}.{name}")
+
+    def persistent_load(self, pid: Any) -> Any:
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
+            raise pickle.UnpicklingError("storage record with an unknown persistent id")
+        kind, numel = pid[1], pid[4]
+        if not isinstance(numel, int) or numel < 0:
+            raise pickle.UnpicklingError("storage record with a bad element count")
+        unit = _ELEMENT_BYTES.get(str(kind).removesuffix("Storage"), 1) if isinstance(kind, str) else 1
+        self.declared += numel * unit
+        return None
+
+
+def _check_storage_sizes(data: bytes) -> None:
+    """Refuse a storage record whose storages declare more bytes than it holds, before torch
+    allocates them (the legacy loader allocates the declared size first, then reads)."""
+    scan = _StorageScan(io.BytesIO(data))
+    for _ in range(4):  # magic number, protocol version, system info, the object
+        scan.load()
+    if scan.declared > len(data):
+        raise pickle.UnpicklingError(f"a tensor storage declares {scan.declared:,} bytes in a record of {len(data):,}")
+
+
 def _load_storage(data: Any) -> Any:
     if not isinstance(data, (bytes, bytearray)):
         raise pickle.UnpicklingError("tensor storage record is not bytes")
-    return torch.load(io.BytesIO(bytes(data)), map_location="cpu", weights_only=True)
+    data = bytes(data)
+    _check_storage_sizes(data)
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
 def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
