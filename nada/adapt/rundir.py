@@ -31,25 +31,43 @@ EVAL = "eval.json"
 STATE_VERSION = 1
 
 
+def check_resumable(out: str | os.PathLike) -> None:
+    """One ConfigError unless ``out`` holds a resumable checkpoint; for a run stopped before its
+    first one, the message names the way out (start it again with --overwrite)."""
+    out = Path(out)
+    if (out / CHECKPOINTS / RESUME).is_file():
+        return
+    if (out / CONFIG).is_file():
+        raise ConfigError(f"{out} stopped before its first checkpoint: there is nothing to resume",
+                          "start it again with the same options and --overwrite (it holds no trained weights)")
+    raise ConfigError(f"{out} holds no resumable checkpoint ({CHECKPOINTS}/{RESUME})",
+                      "start a new run without --resume")
+
+
 def check_run_dir(cfg: TrainConfig) -> Path:
     """Refuse to clobber: an existing non-empty ``out`` needs ``overwrite`` (and must look like a
     nada run, so a typo can't wipe an unrelated folder) or ``resume`` (and must hold a resumable
     checkpoint). Creates nothing."""
+    from ..outputs import check_writable
+
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"run directory {out} is a file", "choose another --out")
     nonempty = out.is_dir() and any(out.iterdir())
+    resumable = (out / CHECKPOINTS / RESUME).is_file()
     if cfg.resume:
-        if not (out / CHECKPOINTS / RESUME).is_file():
-            raise ConfigError(f"{out} holds no resumable checkpoint ({CHECKPOINTS}/{RESUME})",
-                              "start a new run without --resume")
+        check_resumable(out)
+        check_writable(out, "run directory")
         return out
     if nonempty:
         if not cfg.overwrite:
-            raise ConfigError(f"run directory {out} already exists", "pass --overwrite, --resume, or another --out")
+            hint = ("pass --resume to continue it, --overwrite to start again, or another --out" if resumable else
+                    "it holds no checkpoint to resume: pass --overwrite to start again, or another --out")
+            raise ConfigError(f"run directory {out} already exists", hint)
         if not (out / CONFIG).is_file():
             raise ConfigError(f"{out} is not empty and is not a nada run directory (no {CONFIG})",
                               "refusing to delete it; choose another --out")
+    check_writable(out, "run directory")
     return out
 
 

@@ -354,10 +354,13 @@ def train(cfg: TrainConfig, objective: Objective | None = None, hooks: RunHooks 
     guidance built from ``cfg`` (tests, custom losses); ``hooks`` get each step's record and each
     sample grid, and ``hooks.stop`` ends the run as Ctrl-C does (resumable, ``interrupted``).
     Everything is validated before the run directory is created."""
+    from ..outputs import RunLock
+
     prep = prepare(cfg, objective)
-    run_dir = rundir.create_run_dir(prep.cfg)
-    trainer = Trainer(prep, run_dir, hooks)
-    if prep.state is not None:
-        trainer.load_state_dict(prep.state)
-        log.info("resuming %s at iteration %d", run_dir, trainer.iteration)
-    return trainer.run()
+    with RunLock(prep.cfg.out):  # a second process on the same --out is refused, not interleaved
+        run_dir = rundir.create_run_dir(prep.cfg)
+        trainer = Trainer(prep, run_dir, hooks)
+        if prep.state is not None:
+            trainer.load_state_dict(prep.state)
+            log.info("resuming %s at iteration %d", run_dir, trainer.iteration)
+        return trainer.run()

@@ -253,8 +253,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` on a temp file next to ``path``, fsync it, then rename into place,
     so readers never see a half-written file."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    except OSError as exc:  # a parent that is a file, a read-only or pseudo file system
+        raise ConfigError(f"cannot write {p}: {exc.strerror or type(exc).__name__}", "choose a writable place") from None
     os.close(fd)
     try:
         write(tmp)
@@ -264,9 +267,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved model is an ordinary file
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        io_failure = isinstance(exc, OSError) or "I/O error" in str(exc)  # safetensors reports OS errors its own way
+        if io_failure and not isinstance(exc, NadaError):  # a full disk, a file-size limit
+            reason = getattr(exc, "strerror", None) or str(exc).rsplit(": ", 1)[-1].split(" (os error")[0]
+            raise ConfigError(f"cannot write {p}: {reason}",
+                              "free some space or choose another place; nothing was written") from None
         raise
     return p
 

@@ -31,6 +31,9 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..recipe import RECIPE_KEY, read_recipe_json
 
+    from ..outputs import check_writable
+
+    check_writable(args.output)  # before the checkpoint is read
     fmt = args.format or ("rosinality" if str(args.output).lower().endswith((".pt", ".pth")) else "nada")
     loaded = load_generator(args.input)
     meta = dict(loaded.metadata)

@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..hub import resolve_generator
     from ..networks.sampling import generate_images, image_grid, parse_seeds
+    from ..outputs import check_writable
+
+    check_writable(args.out)  # before the model loads
 
     seeds = parse_seeds(args.seeds)
     if args.batch < 1:

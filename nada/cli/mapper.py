@@ -152,6 +152,9 @@ def run_apply(args: argparse.Namespace) -> int:
     if not 0 <= args.truncation <= 1:
         raise ConfigError(f"--truncation {args.truncation} must be in [0, 1]")
     out = Path(args.out)
+    from ..outputs import check_writable
+
+    check_writable(out)  # before the mapper and generator load
     if args.individual and out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file", "with --individual, --out names a folder")
     if not args.individual and out.is_dir():

@@ -93,20 +93,42 @@ def register(sub, name: str) -> None:
     a("--seed", type=int, default=0, help="seed of every random draw (default: 0)")
     a("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     a("--quiet", action="store_true", help="no progress bar, log lines only")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, parser=p)
+
+
+# What --resume may change; every other option belongs to the run (its config.json).
+RESUME_CHANGES = {"resume", "iters", "quiet", "device", "no_eval", "eval_seeds", "sample_every", "save_every",
+                  "func", "parser", "command", "verbose"}
+
+
+def _refuse_resume_changes(args: argparse.Namespace) -> None:
+    from ..errors import ConfigError
+
+    given = [k for k, v in vars(args).items() if k not in RESUME_CHANGES and v != args.parser.get_default(k)]
+    if given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in sorted(given))
+        raise ConfigError(f"{flags} cannot change when resuming: the run keeps the options in its config.json",
+                          "resume without them (--iters, --no-eval, --eval-seeds, --sample-every, --save-every, "
+                          "--device and --quiet may change), or start a new run")
 
 
 def config_from_args(args: argparse.Namespace):
     """argparse namespace → TrainConfig (the only place that knows both)."""
     from ..adapt import TrainConfig
-    from ..adapt.rundir import load_run_config
+    from ..adapt.rundir import check_resumable, load_run_config
 
     if args.resume:
+        _refuse_resume_changes(args)
+        check_resumable(args.resume)
         saved = load_run_config(args.resume)
-        return saved.replace(
-            out=args.resume, resume=True, overwrite=False, quiet=args.quiet, device=args.device,
-            iters=args.iters if args.iters is not None else saved.iters,
-        )
+        changes = dict(out=args.resume, resume=True, overwrite=False, quiet=args.quiet, device=args.device,
+                       iters=args.iters if args.iters is not None else saved.iters)
+        if args.no_eval:
+            changes["evaluate"] = False
+        for opt, key in (("eval_seeds", "eval_seeds"), ("sample_every", "sample_every"), ("save_every", "save_every")):
+            if getattr(args, opt) != args.parser.get_default(opt):
+                changes[key] = getattr(args, opt)
+        return saved.replace(**changes)
     kw = dict(
         out=args.out, overwrite=args.overwrite, generator=args.generator, train_generator=args.train_generator,
         clip=tuple(args.clip or ()), clip_weights=tuple(args.clip_weights or ()), source=args.source,
@@ -132,8 +154,10 @@ def run(args: argparse.Namespace) -> int:
     if result.interrupted:
         print(f"interrupted at iteration {result.iterations}; resume with: nada train --resume {result.run_dir}")
         return 130
-    per_it = result.seconds / max(1, len(result.history))
-    print(f"trained {result.iterations} iterations in {result.seconds:.1f} s ({per_it:.3f} s/it); "
+    done = len(result.history)  # this call's iterations (a resumed run had some already)
+    per_it = result.seconds / max(1, done)
+    total = f" ({result.iterations} in all)" if done != result.iterations else ""
+    print(f"trained {done} iterations{total} in {result.seconds:.1f} s ({per_it:.3f} s/it); "
           f"run directory {result.run_dir}")
     print(f"adapted generator: {result.generator_path}")
     if result.rosinality_path:

@@ -370,11 +370,14 @@ class MapperTrainer:
 def train_mapper(cfg: MapperConfig, hooks: RunHooks | None = None) -> MapperResult:
     """Train a latent mapper as ``cfg`` says (Python API of ``nada mapper train``); ``hooks``
     watch the steps and can stop the run (it then resumes like an interrupted one)."""
+    from ..outputs import RunLock
+
     prep = prepare_mapper(cfg)
-    run_dir = rundir.create_run_dir(prep.cfg)
-    trainer = MapperTrainer(prep, run_dir, hooks)
-    if prep.state is not None:
-        trainer.load_state_dict(prep.state)
-        log.info("resuming %s at step %d", run_dir, trainer.step_count)
-    return trainer.run()
+    with RunLock(prep.cfg.out):  # a second process on the same --out is refused, not interleaved
+        run_dir = rundir.create_run_dir(prep.cfg)
+        trainer = MapperTrainer(prep, run_dir, hooks)
+        if prep.state is not None:
+            trainer.load_state_dict(prep.state)
+            log.info("resuming %s at step %d", run_dir, trainer.step_count)
+        return trainer.run()
 

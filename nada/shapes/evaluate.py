@@ -214,12 +214,28 @@ def format_table(metrics: dict) -> str:
 
 
 def write_json(metrics: dict, path: str | Path) -> Path:
-    """Write ``metrics`` as JSON (atomic replace)."""
+    """Write ``metrics`` as JSON (atomic replace) without destroying an earlier evaluation there:
+    fields the new one leaves out or empty (e.g. CLIP alignment, not computed by default) are
+    kept, and when a field both have differs, the earlier file is first kept beside it as
+    ``<name>.1.json`` (``.2``, ...)."""
     import os
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    merged = dict(metrics)
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = None
+        if isinstance(old, dict):
+            if any(k in old and old[k] is not None and v is not None and old[k] != v for k, v in metrics.items()):
+                n = 1
+                while (keep := path.with_name(f"{path.stem}.{n}{path.suffix}")).exists():
+                    n += 1
+                keep.write_text(json.dumps(old, indent=2) + "\n")
+            merged = {**old, **{k: v for k, v in metrics.items() if v is not None or k not in old}}
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    tmp.write_text(json.dumps(merged, indent=2) + "\n")
     os.replace(tmp, path)
     return path
