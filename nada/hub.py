@@ -1,8 +1,10 @@
 """Known real StyleGAN2 checkpoints, checked downloads, and generator specs → local paths.
 
-Downloads stream into a temp file in the destination folder while hashing, show a tqdm
-progress bar, compare SHA-256 (when known or given) and only then rename into place, so the
-weights cache never holds a partial or corrupted file.
+Downloads stream into a hidden ``.<name>.part`` file beside the destination with a tqdm
+progress bar; a broken transfer keeps it and the next call resumes it with an HTTP Range request.
+The whole file's SHA-256 is compared (the published one, one given, or the one pinned in
+``pinned_sha256.json`` at the first download of a file without a published hash) before it is
+renamed into place, so the cache never holds a partial or corrupted file under its real name.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -116,53 +117,106 @@ def download(
         target = target / filename
     target.parent.mkdir(parents=True, exist_ok=True)
 
+    pinned = _pins(target.parent).get(target.name)
     if target.is_file():
-        if expected is None or sha256_file(target) == expected:
+        digest = sha256_file(target) if (expected or pinned) else None
+        if expected is None and pinned is None:
             log.info("using cached %s", target)
             return target
-        log.warning("%s exists but its checksum differs; downloading again", target)
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    h = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                resp = urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "nada"}),
-                                              timeout=timeout)
-            except (urllib.error.URLError, OSError) as exc:
-                raise DownloadError(f"cannot download {url}: {exc}", "check the network or download it by hand "
-                                    "and pass the file path") from exc
-            with resp:
-                total = int(resp.headers.get("Content-Length") or 0) or None
-                bar = _progress(total, filename, progress)
-                got = 0
-                try:
-                    while block := resp.read(1 << 20):
-                        out.write(block)
-                        h.update(block)
-                        got += len(block)
-                        bar.update(len(block))
-                finally:
-                    bar.close()
-            if total is not None and got != total:
-                raise DownloadError(f"download of {url} stopped after {got} of {total} bytes", "try again")
-            out.flush()
-            os.fsync(out.fileno())
-        digest = h.hexdigest()
-        if expected is not None and digest != expected:
-            raise DownloadError(
-                f"checksum mismatch for {url}: got sha256 {digest}, expected {expected}",
-                "the file is corrupt or changed upstream; nothing was saved",
-            )
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        if digest == (expected or pinned):
+            log.info("using cached %s", target)
+            return target
+        log.warning("%s exists but its sha256 differs from the %s one; downloading again", target,
+                    "known" if expected else "pinned at its first download")
+        target.unlink()
+    part = target.with_name(f".{target.name}.part")  # kept when a transfer breaks; the next call resumes it
+    _fetch(url, part, filename, progress, timeout)
+    digest = sha256_file(part)
+    want = expected or pinned
+    if want is not None and digest != want:
+        part.unlink()
+        raise DownloadError(
+            f"checksum mismatch for {url}: got sha256 {digest}, expected {want}",
+            "the file is corrupt or changed upstream; nothing was saved",
+        )
+    with open(part, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(part, target)
     if expected is None:
-        log.warning("no known checksum for %s; sha256 of the download is %s", url, digest)
+        _pin(target.parent, target.name, digest)
+        log.warning("no published checksum for %s; pinned its sha256 %s in %s: later uses are checked against it",
+                    url, digest, target.parent / PINS)
     log.info("saved %s", target)
     return target
+
+
+PINS = "pinned_sha256.json"  # in the weights cache: sha256 of each download without a published one
+
+
+def _pins(folder: Path) -> dict[str, str]:
+    import json
+
+    try:
+        d = json.loads((folder / PINS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in d.items()} if isinstance(d, dict) else {}
+
+
+def _pin(folder: Path, name: str, digest: str) -> None:
+    import json
+
+    pins = {**_pins(folder), name: digest}
+    tmp = folder / f".{PINS}.tmp"
+    tmp.write_text(json.dumps(pins, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, folder / PINS)
+
+
+def _fetch(url: str, part: Path, filename: str, progress: bool, timeout: float) -> None:
+    """Stream ``url`` into ``part``, continuing an earlier partial file with an HTTP Range
+    request (from scratch when the server ignores it). One DownloadError for any failure; the
+    partial file stays so the same command resumes."""
+    import http.client
+
+    have = part.stat().st_size if part.is_file() else 0
+    headers = {"User-Agent": "nada"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    try:
+        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # the partial file is already whole
+            return
+        reason = (str(exc.reason).splitlines() or [""])[0]  # a redirect loop's message runs to several lines
+        raise DownloadError(f"cannot download {url}: HTTP {exc.code} {reason}",
+                            "check the address, or download it by hand and pass the file path") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        reason = (str(getattr(exc, "reason", None) or exc).splitlines() or [""])[0]
+        raise DownloadError(f"cannot download {url}: {reason}",
+                            "check the network, or download it by hand and pass the file path") from None
+    with resp:
+        resumed = have and resp.status == 206
+        if not resumed:
+            have = 0
+        length = int(resp.headers.get("Content-Length") or 0) or None
+        total = None if length is None else length + have
+        bar = _progress(total, filename, progress)
+        bar.update(have)
+        got = have
+        try:
+            with open(part, "ab" if resumed else "wb") as out:
+                while block := resp.read1(1 << 20):  # what has arrived: a stall keeps the bytes before it
+                    out.write(block)
+                    got += len(block)
+                    bar.update(len(block))
+        except (OSError, http.client.HTTPException) as exc:  # a reset, a read timeout, a closed connection
+            raise DownloadError(f"download of {url} stopped after {got:,} bytes ({type(exc).__name__}: {exc})",
+                                "run the same command again to resume it") from None
+        finally:
+            bar.close()
+    if total is not None and got < total:
+        raise DownloadError(f"download of {url} stopped after {got:,} of {total:,} bytes",
+                            "run the same command again to resume it")
 
 
 # Weights nada downloads that are not generators (so they stay out of generator lists):
