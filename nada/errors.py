@@ -39,6 +39,14 @@ class DownloadError(NadaError):
     """A download failed or its checksum did not match."""
 
 
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """``Type: first line of the message``, at most ``limit`` characters: how a foreign exception
+    (a damaged file's) is named inside one of nada's one-line errors."""
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def reject_unknown_keys(cls: type, d: dict, what: str) -> None:
     """Raise ConfigError naming the keys of ``d`` that are not fields of dataclass ``cls``."""
     import dataclasses

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError, ConfigError, NadaError
+from ..errors import CheckpointError, ConfigError, NadaError, one_line
 from ..networks import Generator, GeneratorConfig
 from . import nvidia, rosinality, tensorflow
 from .errors import layout_error
@@ -165,12 +165,8 @@ def _read_nada(p: Path) -> tuple[GeneratorConfig, dict[str, torch.Tensor], dict]
     return cfg, state, meta
 
 
-def _one_line(exc: BaseException, limit: int = 200) -> str:
-    """``Type: first line of the message``, at most ``limit`` characters (messages of torch's
-    loader run to several lines)."""
-    lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
-    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _one_line(exc: BaseException) -> str:
+    return one_line(exc)
 
 
 def _check_zip_members(p: Path) -> None:

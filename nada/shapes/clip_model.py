@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from nada.errors import CheckpointError, ConfigError
+from nada.errors import CheckpointError, ConfigError, one_line
 from nada.shapes.renderer import COLOURS, SHAPES, STYLES
 
 logger = logging.getLogger(__name__)
@@ -184,20 +184,29 @@ def load_shapes_clip(device=None, path: str | Path | None = None) -> ShapesClip:
     wpath, mpath = d / WEIGHTS_NAME, d / META_NAME
     if not wpath.is_file() or not mpath.is_file():
         raise CheckpointError(f"shapes CLIP weights not found in {d}", "run scripts/train_shapes_clip.py to make them")
-    meta = json.loads(mpath.read_text())
-    cfg = ShapesClipConfig(**meta["config"])
-    itos = meta["vocab"]
-    if tuple(itos[: len(SPECIAL)]) != SPECIAL:
-        raise CheckpointError(f"{mpath} vocabulary does not start with {SPECIAL}", "re-export the shapes CLIP")
-    tok = WordTokenizer(itos[len(SPECIAL):], cfg.context_length)
-    model = build_model(cfg, tok.vocab_size)
-    sd = {k: v.float() for k, v in load_file(str(wpath)).items()}
-    missing, unexpected = model.load_state_dict(sd, strict=False)
+    try:
+        meta = json.loads(mpath.read_text())
+        cfg = ShapesClipConfig(**meta["config"])
+        itos = list(meta["vocab"])
+        templates = [str(t) for t in meta["templates"]]
+        if tuple(itos[: len(SPECIAL)]) != SPECIAL:
+            raise CheckpointError(f"{mpath} vocabulary does not start with {SPECIAL}", "re-export the shapes CLIP")
+        tok = WordTokenizer(itos[len(SPECIAL):], cfg.context_length)
+        model = build_model(cfg, tok.vocab_size)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (a damaged config: bad JSON, keys, values or vocabulary)
+        raise CheckpointError(f"{mpath}: not a shapes CLIP config ({one_line(exc)})", "re-export the shapes CLIP") from None
+    try:
+        sd = {k: v.float() for k, v in load_file(str(wpath)).items()}
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+    except Exception as exc:  # noqa: BLE001  (truncated or corrupt weights, wrong shapes)
+        raise CheckpointError(f"{wpath}: unreadable shapes CLIP weights ({one_line(exc)})", "re-export the shapes CLIP") from None
     if missing or unexpected:
         raise CheckpointError(f"{wpath} does not fit the shapes CLIP config (missing {missing[:3]}, unexpected {unexpected[:3]})",
                               "re-export the shapes CLIP")
     model = model.to(device).eval().requires_grad_(False)
-    return ShapesClip(model=model, tokenizer=tok, templates=list(meta["templates"]), vocab=set(itos[len(SPECIAL):]),
+    return ShapesClip(model=model, tokenizer=tok, templates=templates, vocab=set(itos[len(SPECIAL):]),
                       config=cfg, image_size=cfg.image_size)
 
 

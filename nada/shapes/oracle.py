@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ModelNotFoundError
+from ..errors import CheckpointError, ModelNotFoundError, one_line
 from .renderer import COLOURS, RESOLUTION, SHAPES, STYLES
 
 log = logging.getLogger(__name__)
@@ -160,8 +160,16 @@ def load_oracle(device: str | torch.device | None = None, directory: str | Path 
             f"no shapes oracle in {directory} ({WEIGHTS_NAME} + {CONFIG_NAME})",
             "train one with scripts/train_shapes_oracle.py or set NADA_PRETRAINED",
         )
-    raw = json.loads(config.read_text())
-    cfg = OracleConfig(**{**raw, "channels": tuple(raw["channels"])})
-    net = OracleNet(cfg)
-    net.load_state_dict(load_file(str(weights)), strict=True)
+    try:
+        raw = json.loads(config.read_text())
+        cfg = OracleConfig(**{**raw, "channels": tuple(raw["channels"])})
+        net = OracleNet(cfg)
+    except Exception as exc:  # noqa: BLE001  (a damaged config: bad JSON, keys or values)
+        raise CheckpointError(f"{config}: not a shapes oracle config ({one_line(exc)})",
+                              "restore pretrained/ (MANIFEST.json lists the shipped files)") from None
+    try:
+        net.load_state_dict(load_file(str(weights)), strict=True)
+    except Exception as exc:  # noqa: BLE001  (truncated or corrupt weights, or weights of another config)
+        raise CheckpointError(f"{weights}: unreadable shapes oracle weights ({one_line(exc)})",
+                              "restore pretrained/ (MANIFEST.json lists the shipped files)") from None
     return Oracle(net.to(device if device is not None else "cpu"))
