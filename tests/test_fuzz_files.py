@@ -161,12 +161,26 @@ def test_fuzz_fast_subset(formats, tmp_path):
 
 @pytest.mark.slow
 def test_fuzz_2250_cases(formats, tmp_path):
-    counts = _fuzz(formats, tmp_path, per_format=250, seed=1)
-    print({k: dict(v) for k, v in counts.items()})
+    import resource
+
+    (tmp_path / "warm-up").mkdir()
+    _fuzz(formats, tmp_path / "warm-up", per_format=1, seed=2)  # first-use imports and allocations
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    (tmp_path / "cases").mkdir()
+    counts = _fuzz(formats, tmp_path / "cases", per_format=250, seed=1)
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before  # KiB: no case used more than this
+    print({k: dict(v) for k, v in counts.items()}, f"peak RSS growth over all cases {grown / 1024:.1f} MiB")
+    assert grown < 200 * 1024  # far below what any lying header declares (GiB)
     assert sum(c["loaded"] + c["refused"] for c in counts.values()) == 250 * len(formats)
 
 
 # --- headers that lie ------------------------------------------------------------------------
+
+def _peak_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
 
 def _safetensors_parts(data: bytes) -> tuple[dict, bytes]:
     n = struct.unpack("<Q", data[:8])[0]
@@ -193,8 +207,11 @@ def test_lying_safetensors_headers_are_refused(formats, tmp_path):
         "shape that does not match the bytes": _safetensors({**header, first: {**header[first], "shape": [10**6, 10**6]}},
                                                             body),
     }
+    run_case(load, data, tmp_path / "valid.safetensors")
+    before = _peak_mib()
     for what, bad in cases.items():
         assert run_case(load, bad, tmp_path / "lie.safetensors") == "refused", what
+    assert _peak_mib() - before < 200  # nothing near the declared sizes (GiB to TB) was allocated
 
 
 def test_lying_pickles_are_refused(formats, tmp_path):
@@ -223,8 +240,11 @@ def test_lying_pickles_are_refused(formats, tmp_path):
         "unknown globals": pickle.dumps({"G_ema": __import__("os").getcwd}, protocol=4),
         "ndarray allocation": b"\x80\x03cnumpy\nndarray\nq\x00J\xff\xff\xff\x7f\x85q\x01\x85q\x02Rq\x03.",
     }
+    run_case(load, formats["NVIDIA .pkl"][0], tmp_path / "valid.pkl")
+    before = _peak_mib()
     for what, bad in cases.items():
         assert run_case(load, bad, tmp_path / "lie.pkl") == "refused", what
+    assert _peak_mib() - before < 200  # the 4 GiB storage and the 8 GiB array were never allocated
 
 
 def test_zip_member_with_a_lying_size_is_refused(formats, tmp_path):
@@ -241,4 +261,7 @@ def test_zip_member_with_a_lying_size_is_refused(formats, tmp_path):
     first = raw.find(b"PK\x01\x02")
     assert first <= cd
     struct.pack_into("<I", raw, first + 24, 0xFFFFFFF0)
+    run_case(load, data, tmp_path / "valid.pt")
+    before = _peak_mib()
     assert run_case(load, bytes(raw), tmp_path / "lie.pt") == "refused"
+    assert _peak_mib() - before < 200
