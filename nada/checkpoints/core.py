@@ -92,7 +92,7 @@ def load_generator(path: str | os.PathLike, device: torch.device | str | None = 
         except MemoryError:
             raise CheckpointError(f"{p}: corrupt pickle (declares more memory than it could hold)") from None
         except Exception as exc:  # noqa: BLE001  (whatever a damaged pickle makes the unpickler raise)
-            raise CheckpointError(f"{p}: truncated or corrupt pickle ({_one_line(exc)})") from None
+            raise CheckpointError(f"{p}: truncated or corrupt pickle ({one_line(exc)})") from None
         if isinstance(res.obj, int) and res.obj == TORCH_LEGACY_MAGIC:
             cfg, state, meta = _read_rosinality(p)
             fmt = "rosinality"
@@ -106,7 +106,7 @@ def load_generator(path: str | os.PathLike, device: torch.device | str | None = 
             except NadaError:
                 raise
             except Exception as exc:  # noqa: BLE001  (a damaged record where a tensor or dict belongs)
-                raise CheckpointError(f"{p}: malformed {fmt} network pickle ({_one_line(exc)})") from None
+                raise CheckpointError(f"{p}: malformed {fmt} network pickle ({one_line(exc)})") from None
     G = _build(cfg, state, str(p), fmt)
     if "mapping.w_avg" not in state:
         gen = torch.Generator().manual_seed(0)
@@ -165,10 +165,6 @@ def _read_nada(p: Path) -> tuple[GeneratorConfig, dict[str, torch.Tensor], dict]
     return cfg, state, meta
 
 
-def _one_line(exc: BaseException) -> str:
-    return one_line(exc)
-
-
 def _check_zip_members(p: Path) -> None:
     """Refuse a torch zip file whose members declare more bytes than the file holds (torch's
     reader allocates a member's declared size)."""
@@ -176,7 +172,7 @@ def _check_zip_members(p: Path) -> None:
         with zipfile.ZipFile(p) as zf:
             infos = zf.infolist()
     except Exception as exc:  # noqa: BLE001  (BadZipFile, NotImplementedError for odd versions, ...)
-        raise CheckpointError(f"{p}: truncated or corrupt torch checkpoint ({_one_line(exc)})") from None
+        raise CheckpointError(f"{p}: truncated or corrupt torch checkpoint ({one_line(exc)})") from None
     size = p.stat().st_size
     big = [i for i in infos if i.file_size > size or i.compress_size > size]
     if big or sum(i.compress_size for i in infos) > size:
@@ -199,7 +195,7 @@ def _read_rosinality(p: Path) -> tuple[GeneratorConfig, dict[str, torch.Tensor],
     except MemoryError:
         raise CheckpointError(f"{p}: corrupt torch checkpoint (declares more memory than it could hold)") from None
     except Exception as exc:  # noqa: BLE001  (whatever a damaged file makes torch's loader raise)
-        raise CheckpointError(f"{p}: truncated or corrupt torch checkpoint ({_one_line(exc)})") from None
+        raise CheckpointError(f"{p}: truncated or corrupt torch checkpoint ({one_line(exc)})") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{p}: torch checkpoint holds a {type(ckpt).__name__}, not a dict with g_ema")
     if "g_ema" in ckpt:

@@ -141,7 +141,7 @@ def load_nvidia(obj: Any, refused: list[str], path: str) -> tuple[GeneratorConfi
     meta = {
         "source_format": "nvidia",
         "network": key,
-        "nvidia_init_kwargs": _jsonable(rec.init_kwargs),
+        "nvidia_init_kwargs": jsonable(rec.init_kwargs),
         **extra,
     }
     ignored = sorted(set(refused))
@@ -151,11 +151,12 @@ def load_nvidia(obj: Any, refused: list[str], path: str) -> tuple[GeneratorConfi
     return cfg, state, meta
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """Pickled settings as JSON values (anything else as its repr), for generator metadata."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     return repr(obj)

@@ -24,6 +24,7 @@ import torch
 
 from ..networks import GeneratorConfig
 from .errors import layout_error
+from .nvidia import jsonable
 from .rosinality import channel_rule
 from .safe_pickle import TFNetworkRecord
 
@@ -138,15 +139,6 @@ def load_tensorflow(obj: tuple, path: str) -> tuple[GeneratorConfig, dict[str, t
     if left:
         raise layout_error(path, "TensorFlow generator has variables nada does not map", unexpected=left)
     meta = {"source_format": "tensorflow", "network": "Gs",
-            "tf_static_kwargs": {"mapping": _plain(mk), "synthesis": _plain(sk)}}
+            "tf_static_kwargs": {"mapping": jsonable(mk), "synthesis": jsonable(sk)}}
     return cfg, state, meta
 
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    return repr(obj)
