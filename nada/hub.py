@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 SHAPES_GENERATOR = "shapes_generator.safetensors"  # in pretrained/, the embedded default
 RUN_GENERATOR = "generator.safetensors"            # the adapted generator in a `nada train` run directory
+RUN_DOMAIN = "domain.safetensors"                  # the domain file of a `nada train --adapter ...` run
 
 _ADA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained"
 _NGC = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files"
@@ -249,6 +250,15 @@ def shapes_generator_path() -> Path:
     return path
 
 
+def run_product(run_dir: str | os.PathLike) -> Path | None:
+    """What a finished `nada train` run produced: its adapted generator, or the domain file of an
+    --adapter run (both open with ``load_generator``); None while it has neither."""
+    for name in (RUN_GENERATOR, RUN_DOMAIN):
+        if (Path(run_dir) / name).is_file():
+            return Path(run_dir) / name
+    return None
+
+
 def resolve_generator(spec: str | os.PathLike | None) -> Path:
     """A generator spec → local file: None/'shapes' → the embedded one; a known name → cached
     download; a URL → download; a `nada train` run directory → its adapted generator; anything
@@ -263,6 +273,8 @@ def resolve_generator(spec: str | os.PathLike | None) -> Path:
     path = Path(spec).expanduser()
     if path.is_dir() and (path / RUN_GENERATOR).is_file():  # a `nada train` run: its adapted generator
         return path / RUN_GENERATOR
+    if path.is_dir() and (path / RUN_DOMAIN).is_file():  # a `nada train --adapter` run: its domain file
+        return path / RUN_DOMAIN
     if not path.is_file():
         raise CheckpointError(f"generator {spec!r} is not a file, a known name or a URL",
                               f"known names: {', '.join(KNOWN)}; 'shapes'; or a `nada train` run directory")

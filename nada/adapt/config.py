@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError, reject_unknown_keys
+from .adapters import ADAPTERS
 
 SHAPES = "shapes"  # generator / CLIP spec of the embedded shapes world
 
@@ -28,6 +29,9 @@ def generator_adam(lr: float) -> tuple[float, tuple[float, float]]:
 
 
 OFFICIAL_LR = 0.002
+# An unset lr of an adapter run is the full-fine-tuning lr (recipe or official) times this: a style
+# offset needs larger steps than a weight (measured on the shapes world: docs/domains.md).
+ADAPTER_LR_FACTOR = {"full": 1.0, "stylespace": 10.0, "modulation": 1.0}
 OFFICIAL_BATCH = 2
 DEFAULT_K = 2
 
@@ -75,7 +79,8 @@ class TrainConfig:
     truncation: float = 1.0                  # truncation psi of training latents (official 1 = none)
     noise_mode: str = "random"               # 'random': one shared noise draw per step for both twins; 'const'
     seed: int = 0                            # seed of every random draw of the run
-    # --- which layers learn --------------------------------------------------------------
+    # --- what learns ---------------------------------------------------------------------
+    adapter: str = "full"                    # full: the layers' weights; stylespace / modulation: a domain file
     layers: str | None = None                # layer spec (names, globs b8.*, presets); None = the recipe's, else all conv layers
     auto_layer_iters: int | None = None      # W+ search steps per iteration; 0 = off; None = 0 with layers, else 1
     auto_layer_k: int | str | None = None    # style indices unfrozen per step: int, 'N/M' of num_ws, or 'all'; None = 2
@@ -142,6 +147,11 @@ class TrainConfig:
         for key in ("truncation", "sample_truncation"):
             if not 0 <= getattr(self, key) <= 1:
                 raise ConfigError(f"{key.replace('_', '-')}={getattr(self, key)!r} must be in [0, 1]")
+        if self.adapter not in ADAPTERS:
+            raise ConfigError(f"unknown adapter {self.adapter!r}", f"choose one of {', '.join(ADAPTERS)}")
+        if self.adapter != "full" and self.train_generator is not None:
+            raise ConfigError("--train-generator works with --adapter full only",
+                              "a domain file is learnt on top of --generator itself")
         if self.noise_mode not in ("random", "const"):
             raise ConfigError(f"noise_mode={self.noise_mode!r}", "use random or const")
         lambdas = {k: getattr(self, k) for k in LOSS_WEIGHTS}
@@ -180,6 +190,10 @@ class TrainConfig:
             if getattr(self, key) in (None, ()):
                 put(key, value)
                 origin[key] = "default"
+        factor = ADAPTER_LR_FACTOR.get(self.adapter, 1.0)
+        if "lr" in unset and factor != 1.0:
+            put("lr", self.lr * factor)
+            origin["lr"] = f"{origin['lr']} x {factor:g} ({self.adapter} adapter)"
         if self.evaluator is None:
             put("evaluator", recipe.evaluator or "" if recipe else "")
             origin["evaluator"] = f"recipe ({recipe.source})" if recipe and recipe.evaluator else "default"

@@ -15,7 +15,7 @@ import torch
 
 from ..checkpoints import atomic_write
 from ..errors import ConfigError
-from ..hub import RUN_GENERATOR
+from ..hub import RUN_DOMAIN, RUN_GENERATOR
 from .config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ SAMPLES = "samples"
 CHECKPOINTS = "checkpoints"
 RESUME = "resume.pt"
 GENERATOR = RUN_GENERATOR  # hub.resolve_generator finds it in a run directory
+DOMAIN = RUN_DOMAIN        # the domain file of an --adapter run (opens as a generator too)
 ROSINALITY = "generator_rosinality.pt"
 EVAL = "eval.json"
 STATE_VERSION = 1

@@ -19,6 +19,7 @@ from ..errors import CheckpointError, ConfigError, DataError
 from ..hooks import RunHooks
 from ..recipe import RECIPE_KEY
 from . import rundir
+from .adapters import StyleAdapter
 from .config import LOSS_WEIGHTS, TrainConfig, generator_adam, resolve_k
 from .layers import (
     LayerSelection,
@@ -55,7 +56,8 @@ class RunResult:
     run_dir: Path                               # the run directory
     iterations: int                             # iterations completed (in total, across resumes)
     interrupted: bool = False                   # stopped by SIGINT or hooks.stop; resumable
-    generator_path: Path | None = None          # nada-format adapted generator (None if interrupted)
+    generator_path: Path | None = None          # nada-format adapted generator, or the domain file of an
+                                                # --adapter run (None if interrupted)
     rosinality_path: Path | None = None         # rosinality export (None if not exportable)
     rosinality_note: str | None = None          # why rosinality's own class cannot rebuild it (None if it can)
     eval: dict[str, Any] | None = None          # nada.shapes.evaluate metrics (shapes world only)
@@ -155,19 +157,29 @@ class Trainer:
         self.k = resolve_k(cfg.auto_layer_k, len(self.candidates), self.twin.num_ws)
         self.rng = torch.Generator(device="cpu").manual_seed(cfg.seed)
         self.weights = {name.removeprefix("lambda_"): float(getattr(cfg, name)) for name in LOSS_WEIGHTS}
-        # Adam over every synthesis parameter: layers frozen in a step have no grad and are skipped.
-        self.params = list(self.twin.trainable.parameters())
+        self.adapter: StyleAdapter | None = None
+        if cfg.adapter == "full":
+            # Adam over every synthesis parameter: layers frozen in a step have no grad and are skipped.
+            self.params = list(self.twin.trainable.parameters())
+        else:  # a domain adapter on the allowed layers; the trainable twin keeps the base weights
+            self.adapter = StyleAdapter.for_layers(cfg.adapter, self.twin.trainable, self.allowed)
+            self.adapter.attach(self.twin.trainable)
+            self.adapter.set_learnable([])
+            self.params = list(self.adapter.parameters())
         self.opt = torch.optim.Adam(self.params, lr=cfg.adam_lr, betas=cfg.adam_betas)
         self.metrics = rundir.MetricsLog(run_dir / rundir.METRICS)
         self.iteration = 0
         self.selection: LayerSelection | None = None  # last search result (reused auto_layer_every steps)
         self._stop = False
+        self._base: dict[str, Any] | None = None  # the domain file's base record (computed once)
 
     # -- state ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        learnt = self.adapter if self.adapter is not None else self.twin.trainable
         return {
             "iteration": self.iteration,
-            "trainable": {k: v.detach().cpu().clone() for k, v in self.twin.trainable.state_dict().items()},
+            "adapter": self.cfg.adapter,
+            "trainable": {k: v.detach().cpu().clone() for k, v in learnt.state_dict().items()},
             "optimizer": self.opt.state_dict(),
             "rng": rundir.rng_state(self.rng),
             "selection": None if self.selection is None else {
@@ -176,7 +188,10 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.twin.trainable.load_state_dict(state["trainable"])
+        if state.get("adapter", "full") != self.cfg.adapter:
+            raise ConfigError(f"the checkpoint holds a {state.get('adapter', 'full')} run, the config a {self.cfg.adapter} one",
+                              "resume it with the config.json it was written with")
+        (self.adapter if self.adapter is not None else self.twin.trainable).load_state_dict(state["trainable"])
         self.opt.load_state_dict(state["optimizer"])
         rundir.set_rng_state(self.rng, state["rng"])
         self.iteration = int(state["iteration"])
@@ -213,7 +228,10 @@ class Trainer:
         cfg = self.cfg
         t0 = time.perf_counter()
         selection, search_s = self.choose_layers()
-        set_trainable(self.twin.trainable, self.layers, selection.names)
+        if self.adapter is None:
+            set_trainable(self.twin.trainable, self.layers, selection.names)
+        else:
+            self.adapter.set_learnable(selection.names)
         ws = self.twin.sample_ws(cfg.batch, self.rng, cfg.mixing, cfg.truncation)
         noise = self.twin.make_noise(cfg.batch, self.rng) if cfg.noise_mode == "random" else None
         frozen_img, train_img = self.twin.forward_pair(ws, noise, self.shared_res)
@@ -226,6 +244,8 @@ class Trainer:
             group["lr"] = generator_adam(base_lr)[0]
         self.opt.step()
         self.twin.trainable.requires_grad_(False)
+        if self.adapter is not None:
+            self.adapter.set_learnable([])
         self.iteration += 1
         record: dict[str, Any] = {
             "iter": self.iteration,
@@ -258,13 +278,29 @@ class Trainer:
         return rundir.save_png(self.run_dir / rundir.SAMPLES / f"{name}.png", grid)
 
     def save_generator(self, path: Path) -> Path:
+        """The adapted generator (full runs) or the domain file (adapter runs)."""
         from ..checkpoints import save_generator
 
+        if self.adapter is not None:
+            return self.save_domain(path)
         meta = {"nada_train": self.cfg.to_dict(), "iteration": self.iteration,
                 "source_generator": str(self.prep.generator_path)}
         if self.prep.recipe is not None:  # the adapted generator is adapted and judged the same way
             meta[RECIPE_KEY] = self.prep.recipe
         return save_generator(self.twin.generator("trainable"), path, metadata=meta)
+
+    def save_domain(self, path: Path) -> Path:
+        from ..domains import base_record, save_domain
+
+        if self._base is None:
+            self._base = base_record(self.cfg.generator, self.prep.generator_path, self.twin.generator("frozen"))
+        info = {"source": self.cfg.source, "target": self.cfg.target, "iteration": self.iteration,
+                "nada_train": self.cfg.to_dict()}
+        return save_domain(self.adapter.tensors(), self.cfg.adapter, path, self._base, info)
+
+    def output_name(self, stem: str) -> str:
+        """File name of a saved result: ``.safetensors`` generator, or ``.domain.safetensors``."""
+        return f"{stem}.domain.safetensors" if self.adapter is not None else f"{stem}.safetensors"
 
     # -- the loop -------------------------------------------------------------------------
     def _on_sigint(self, signum, frame) -> None:
@@ -299,7 +335,7 @@ class Trainer:
                 if cfg.sample_every and it % cfg.sample_every == 0 and it < cfg.iters:
                     self.hooks.sample(self.sample_grid(f"iter_{it:06d}"))
                 if cfg.save_every and it % cfg.save_every == 0 and it < cfg.iters:
-                    self.save_generator(self.run_dir / rundir.CHECKPOINTS / f"iter_{it:06d}.safetensors")
+                    self.save_generator(self.run_dir / rundir.CHECKPOINTS / self.output_name(f"iter_{it:06d}"))
                     self.save_resumable()
                 if self._stop or self.hooks.stopping:  # Ctrl-C or hooks.stop: same clean stop
                     self.save_resumable()
@@ -317,8 +353,11 @@ class Trainer:
         self.save_resumable()
         self.sample_grid(f"iter_{self.iteration:06d}")
         self.hooks.sample(self.sample_grid("final"))
-        result.generator_path = self.save_generator(self.run_dir / rundir.GENERATOR)
-        result.rosinality_path = self._export_rosinality()
+        if self.adapter is not None:
+            result.generator_path = self.save_domain(self.run_dir / rundir.DOMAIN)
+        else:
+            result.generator_path = self.save_generator(self.run_dir / rundir.GENERATOR)
+            result.rosinality_path = self._export_rosinality()
         if result.rosinality_path is not None:
             from ..checkpoints.core import rosinality_limits
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, ConfigError
+from ..hub import run_product
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,8 @@ class Viewer:
         if not 0.0 <= truncation <= 1.0:
             raise ConfigError(f"truncation {truncation!r} must be in [0, 1]")
         cfg = json.loads((run_dir / "config.json").read_text())
-        adapted_path = run_dir / "generator.safetensors"
-        if not adapted_path.is_file():
+        adapted_path = run_product(run_dir)
+        if adapted_path is None:
             raise ConfigError(f"run {name!r} has no adapted generator yet", "wait until it finishes, or resume it")
         spec = str(cfg.get("generator") or "shapes")
         frozen = self.cache.get(source_generator_path(spec))
@@ -173,10 +174,10 @@ def evaluate_run(run_dir: Path, device: torch.device) -> dict[str, Any]:
                           "the oracle judges generators whose recipe names it (the shipped shapes generator's does)")
     if not cfg.get("target"):
         raise ConfigError("this run has no target text (style images)", "the oracle needs a named target style")
-    if not (run_dir / "generator.safetensors").is_file():
+    if run_product(run_dir) is None:
         raise ConfigError("this run has no adapted generator yet", "wait until it finishes, or resume it")
     frozen = load_generator(source_generator_path(cfg.get("generator") or "shapes"), device=device).generator
-    adapted = load_generator(run_dir / "generator.safetensors", device=device).generator
+    adapted = load_generator(run_product(run_dir), device=device).generator
     metrics = evaluate(frozen, adapted, cfg["target"], seeds=range(int(cfg.get("eval_seeds") or 256)),
                        source_text=cfg.get("source") or "photo", target_text=cfg["target"])
     write_json(metrics, path)

@@ -26,12 +26,14 @@ _MAX_DEPTH = 2           # runs/NAME and runs/GROUP/NAME (e.g. a CLI --out runs/
 # What a visitor may download from a run: key -> path inside the run directory.
 DOWNLOADS = {
     "generator": "generator.safetensors",
+    "domain": "domain.safetensors",
     "rosinality": "generator_rosinality.pt",
     "samples": "samples/final.png",
     "mapper": "mapper.safetensors",
 }
 TRAIN, MAPPER = "train", "mapper"   # kinds of run: `nada train` and `nada mapper train`
-_PRODUCT = {TRAIN: "generator.safetensors", MAPPER: "mapper.safetensors"}  # written when a run finishes
+_PRODUCT = {TRAIN: ("generator.safetensors", "domain.safetensors"),  # written when a run finishes
+            MAPPER: ("mapper.safetensors",)}
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class RunInfo:
 
     name: str                      # path relative to the runs folder, '/'-separated
     config: dict[str, Any]         # its config.json
-    finished: bool                 # generator.safetensors (mapper run: mapper.safetensors) written
+    finished: bool                 # generator.safetensors or domain.safetensors (mapper run: mapper.safetensors) written
     resumable: bool                # checkpoints/resume.pt present
     iterations: int                # steps in metrics.jsonl (0 if none)
     mtime: float                   # config.json's modification time
@@ -173,7 +175,7 @@ def _read_run(root: Path, run: Path) -> RunInfo | None:
             pass
     return RunInfo(
         name=run.relative_to(root).as_posix(), config=cfg,
-        finished=(run / _PRODUCT[MAPPER if cfg.get("kind") == MAPPER else TRAIN]).is_file(),
+        finished=any((run / f).is_file() for f in _PRODUCT[MAPPER if cfg.get("kind") == MAPPER else TRAIN]),
         resumable=(run / "checkpoints" / "resume.pt").is_file(), iterations=iters,
         mtime=(run / "config.json").stat().st_mtime,
     )

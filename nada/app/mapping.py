@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError
+from ..hub import run_product
 from .context import MAPPER, AppContext
 from .jobs import Job
 
@@ -41,7 +42,7 @@ def generator_spec(ctx: AppContext, choice: str) -> str:
     if not choice or choice == SHAPES_CHOICE:
         return "shapes"
     run = ctx.run_dir(choice)
-    if not (run / "generator.safetensors").is_file():
+    if run_product(run) is None:
         raise ConfigError(f"run {choice!r} has no adapted generator yet", "wait until it finishes")
     return str(run)
 

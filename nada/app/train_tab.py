@@ -182,7 +182,7 @@ def _result_markdown(ctx: AppContext, snap) -> str:
 
 def _downloads(ctx: AppContext, run_name: str):
     out = []
-    for key in ("generator", "rosinality", "samples"):
+    for key in ("generator", "rosinality", "domain", "samples"):
         try:
             out.append(gr.update(value=str(ctx.export(run_name, key)), visible=True))
         except NadaError:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, ModelNotFoundError
+from ..hub import run_product
 from .context import AppContext
 from .jobs import CANCELLED, DONE, FAILED, QUEUED, STOPPED, Job, JobSnapshot
 
@@ -169,7 +170,7 @@ def submit_resume(ctx: AppContext, run_name: str, iters: int | None, owner: str 
 
     run = ctx.run_dir(run_name)
     saved = load_run_config(run)
-    if (run / "generator.safetensors").is_file() and not (iters and iters > saved.iters):
+    if run_product(run) is not None and not (iters and iters > saved.iters):
         raise ConfigError(f"run {run_name!r} has finished", "give more iterations to extend it")
     # a new total re-plans the lr schedule over it, as nada train --resume --iters does
     cfg = saved.replace(out=str(run), resume=True, overwrite=False, quiet=True, device=ctx.device,

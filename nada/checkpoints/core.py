@@ -78,6 +78,10 @@ def load_generator(path: str | os.PathLike, device: torch.device | str | None = 
     """Read any supported checkpoint into a :class:`Generator` (eval mode, on ``device``)."""
     p = Path(path)
     kind = detect_format(p)
+    if kind == "nada" and _is_domain(p):  # a domain file: its base generator with the domain baked in
+        from ..domains import load_domain_generator
+
+        return load_domain_generator(p, device=device)
     if kind == "nada":
         cfg, state, meta, fmt = *_read_nada(p), "nada"
     elif kind == "torch":
@@ -138,6 +142,12 @@ def _build(cfg: GeneratorConfig, state: dict[str, torch.Tensor], path: str, fmt:
             if k in state:
                 v.copy_(state[k])
     return G
+
+
+def _is_domain(p: Path) -> bool:
+    from ..domains import is_domain_file
+
+    return is_domain_file(p)
 
 
 def _read_nada(p: Path) -> tuple[GeneratorConfig, dict[str, torch.Tensor], dict]:
@@ -334,6 +344,10 @@ def export_rosinality(G: Generator, path: str | os.PathLike, metadata: dict[str,
 def describe_checkpoint(path: str | os.PathLike) -> list[tuple[str, str]]:
     """Key/value rows for ``nada info PATH``: format, architecture, parameters, metadata."""
     p = Path(path)
+    if detect_format(p) == "nada" and _is_domain(p):
+        from ..domains import describe_domain
+
+        return describe_domain(p)
     loaded = load_generator(p)
     G, cfg = loaded.generator, loaded.generator.cfg
     chans = " ".join(f"{r}:{cfg.channels(r)}" for r in cfg.block_resolutions)

@@ -12,8 +12,13 @@ def register(sub, name: str) -> None:
         description="Reads IN (format detected by content; NVIDIA pickles are read without running their code) "
         "and writes OUT atomically.",
     )
-    p.add_argument("input", metavar="IN", help="source checkpoint")
-    p.add_argument("output", metavar="OUT", help="destination file")
+    p.add_argument("paths", nargs="+", metavar="[IN] OUT",
+                   help="source checkpoint (a domain file or --adapter run directory bakes its base + domain) and "
+                        "destination file; with --domain, IN defaults to the first domain's base generator")
+    p.add_argument("--domain", action="append", default=[], metavar="FILE[:W]",
+                   help="bake this domain into IN with weight W (default 1); repeatable (see nada generate --domain)")
+    p.add_argument("--force", action="store_true",
+                   help="bake domains trained on another generator of the same architecture (with a warning)")
     p.add_argument(
         "--format",
         choices=["nada", "rosinality"],
@@ -29,15 +34,43 @@ def register(sub, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..checkpoints import export_rosinality, load_generator, save_generator
     from ..errors import ConfigError
+    from ..outputs import check_writable
     from ..recipe import RECIPE_KEY, read_recipe_json
 
-    from ..outputs import check_writable
-
+    if len(args.paths) > 2 or (len(args.paths) == 1 and not args.domain):
+        raise ConfigError(f"nada convert takes IN OUT (got {len(args.paths)} paths)",
+                          "name the source and the destination; with --domain the source may be left out")
+    args.input, args.output = (None, args.paths[0]) if len(args.paths) == 1 else args.paths
     check_writable(args.output)  # before the checkpoint is read
     fmt = args.format or ("rosinality" if str(args.output).lower().endswith((".pt", ".pth")) else "nada")
-    loaded = load_generator(args.input)
+    if args.domain:
+        from ..domains import (
+            bake_into,
+            check_base,
+            find_base,
+            parse_domain_spec,
+            read_domain,
+        )
+        from ..hub import resolve_generator
+
+        domains = [(read_domain(p), w) for p, w in map(parse_domain_spec, args.domain)]
+        src = resolve_generator(args.input) if args.input is not None else find_base(domains[0][0])
+        loaded = load_generator(src)
+        for d, _ in domains:
+            check_base(d, src, loaded.generator, args.force)
+        bake_into(loaded.generator, domains)
+        args.input = src
+    else:
+        from pathlib import Path
+
+        from ..hub import resolve_generator
+
+        loaded = load_generator(resolve_generator(args.input) if Path(args.input).is_dir() else args.input)
     meta = dict(loaded.metadata)
     meta["converted_from"] = {"path": str(args.input), "format": loaded.format}
+    if args.domain:
+        meta["domains"] = [{"path": str(d.path), "weight": w, "kind": d.kind, "target": d.info.get("target")}
+                           for d, w in domains]
     if args.recipe is not None:
         if fmt != "nada":
             raise ConfigError("--recipe needs the nada format", "write OUT as .safetensors (rosinality files carry none)")
@@ -49,5 +82,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         out = export_rosinality(loaded.generator, args.output, metadata=meta)
     cfg = loaded.generator.cfg
-    print(f"{args.input} ({loaded.format}, {cfg.img_resolution}px) -> {out} ({fmt})")
+    baked = "".join(f" + {d.path} x {w:g}" for d, w in domains) if args.domain else ""
+    print(f"{args.input} ({loaded.format}, {cfg.img_resolution}px){baked} -> {out} ({fmt})")
     return 0

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError
+from ..hub import run_product
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = json.loads(cfg_path.read_text())
         if cfg.get("kind") == "mapper":
             return _run_mapper(args, run_dir)
-        adapted_path = adapted_path or str(run_dir / "generator.safetensors")
+        adapted_path = adapted_path or str(run_product(run_dir) or run_dir / "generator.safetensors")
         source_spec = source_spec or cfg.get("generator") or "shapes"
         target = target or _first(cfg, _TARGET_KEYS)
         source_text = source_text or _first(cfg, _SOURCE_KEYS)
@@ -105,7 +106,12 @@ def run(args: argparse.Namespace) -> int:
 def _run_mapper(args: argparse.Namespace, run_dir: Path) -> int:
     """A `nada mapper train` run: the oracle on edited vs unedited images of the same latents."""
     from ..device import resolve_device
-    from ..mapper import evaluate_mapper, format_mapper_table, load_mapper_config, mapper_and_generator
+    from ..mapper import (
+        evaluate_mapper,
+        format_mapper_table,
+        load_mapper_config,
+        mapper_and_generator,
+    )
     from ..networks.sampling import parse_seeds
     from ..shapes.evaluate import write_json
 

@@ -18,6 +18,12 @@ def register(sub, name: str) -> None:
     p.add_argument("--generator", default=None,
                    help="checkpoint path, `nada train` run directory (its adapted generator), known name "
                    "(see `nada download --list`), URL, or 'shapes' (default: the embedded shapes generator)")
+    p.add_argument("--domain", action="append", default=[], metavar="FILE[:W]",
+                   help="apply a domain file (or an --adapter run directory) with weight W (default 1); repeatable: "
+                        "stylespace offsets add, modulation multipliers combine in log space (docs/domains.md). "
+                        "With no --generator: the first domain's base generator")
+    p.add_argument("--force", action="store_true",
+                   help="apply domains trained on another generator of the same architecture (with a warning)")
     p.add_argument("--seeds", default="0-15", help="seed list, e.g. 0-15 or 1,5,9 (default 0-15)")
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (default 1 = none)")
     p.add_argument("--trunc-cutoff", type=int, default=None, help="truncate only the first N style layers")
@@ -39,11 +45,35 @@ def _save_png(array, path: Path) -> None:
     atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
 
 
-def run(args: argparse.Namespace) -> int:
+def load_with_domains(generator: str | None, domain_specs: list[str], force: bool, device):
+    """The generator (``--generator``, else the first domain's base) with every ``--domain``
+    baked in at its weight; returns (G, the generator file)."""
     from ..checkpoints import load_generator
+    from ..domains import (
+        bake_into,
+        check_base,
+        find_base,
+        parse_domain_spec,
+        read_domain,
+    )
+    from ..hub import resolve_generator
+
+    domains = [(read_domain(p), w) for p, w in map(parse_domain_spec, domain_specs)]  # every file checked first
+    if generator is None and domains:
+        path = find_base(domains[0][0])
+    else:
+        path = resolve_generator(generator)
+    G = load_generator(path, device=device).generator
+    for d, _ in domains:
+        check_base(d, path, G, force)
+    if domains:
+        bake_into(G, domains)
+    return G, path
+
+
+def run(args: argparse.Namespace) -> int:
     from ..device import resolve_device
     from ..errors import ConfigError
-    from ..hub import resolve_generator
     from ..networks.sampling import generate_images, image_grid, parse_seeds
     from ..outputs import check_writable
 
@@ -53,8 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise ConfigError(f"--batch {args.batch} must be >= 1")
     device = resolve_device(args.device)
-    path = resolve_generator(args.generator)
-    G = load_generator(path, device=device).generator
+    G, path = load_with_domains(args.generator, args.domain, args.force, device)
     if args.trunc_cutoff is not None and not 0 <= args.trunc_cutoff <= G.num_ws:
         raise ConfigError(f"--trunc-cutoff {args.trunc_cutoff} outside [0, {G.num_ws}]")
     images = generate_images(G, seeds, args.trunc, args.trunc_cutoff, args.noise_mode, args.batch)

@@ -66,6 +66,12 @@ def register(sub, name: str) -> None:
            "--layers/--auto-layer-*/--preset: 'texture' without the search, shapes: the only setting measured "
            "to reach sketch and pixel art while keeping the shapes. A --layers turns the search off unless "
            "--auto-layer-iters is given, then the search picks among them)")
+    a("--adapter", choices=["full", "stylespace", "modulation"], default="full",
+      help="what learns: full = the selected layers' weights (the official method, a whole generator per domain; "
+           "default); stylespace = an offset per style channel of the selected layers (StyleDomain); modulation = "
+           "a multiplier per input channel of the selected convs (HyperDomainNet). The adapters write a domain "
+           "file of a few KB (domain.safetensors) that opens wherever a generator does; include bN.torgb in "
+           "--layers to adapt ToRGB layers too")
     a("--auto-layer-k", type=_k, default=None,
       help="style indices unfrozen per step: N, a fraction of num_ws like 2/3, or all "
            "(default: 2, the best k measured on the shapes world; the official default is 1)")
@@ -132,7 +138,7 @@ def config_from_args(args: argparse.Namespace):
     kw = dict(
         out=args.out, overwrite=args.overwrite, generator=args.generator, train_generator=args.train_generator,
         clip=tuple(args.clip or ()), clip_weights=tuple(args.clip_weights or ()), source=args.source,
-        target=args.target, style_images=args.style_images, lr=args.lr,
+        target=args.target, style_images=args.style_images, lr=args.lr, adapter=args.adapter,
         truncation=args.truncation, noise_mode=args.noise_mode, seed=args.seed, layers=args.layers,
         lambda_direction=args.lambda_direction, lambda_global=args.lambda_global, lambda_norm=args.lambda_norm,
         lambda_manifold=args.lambda_manifold, lambda_patch=args.lambda_patch, sample_every=args.sample_every,
@@ -159,7 +165,12 @@ def run(args: argparse.Namespace) -> int:
     total = f" ({result.iterations} in all)" if done != result.iterations else ""
     print(f"trained {done} iterations{total} in {result.seconds:.1f} s ({per_it:.3f} s/it); "
           f"run directory {result.run_dir}")
-    print(f"adapted generator: {result.generator_path}")
+    if cfg.adapter != "full":
+        size = result.generator_path.stat().st_size / 1024
+        print(f"domain file ({cfg.adapter}, {size:.1f} KiB): {result.generator_path} (use it as --generator, "
+              f"or bake it: nada convert {result.generator_path} generator.safetensors)")
+    else:
+        print(f"adapted generator: {result.generator_path}")
     if result.rosinality_path:
         print(f"rosinality-layout copy: {result.rosinality_path}"
               + (f" (for nada and tools that read the state dict; rosinality's Generator class cannot rebuild "
