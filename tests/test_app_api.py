@@ -15,7 +15,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from app_server import NO_FILES, serve
 
 pytest.importorskip("gradio_client")
@@ -60,8 +59,9 @@ def test_train_20_iterations_streams_progress_previews_and_files(server, tmp_pat
     assert len(set(seen)) >= 5 and seen == sorted(seen) and max(seen) == 20  # live, in order
     assert previews >= 3  # iterations 5, 10, 15 (and the final grid)
     assert "target attainment" in final[2] and "| shape preserved |" in final[2]
-    gen, ros, png = (v["value"] if isinstance(v, dict) else v for v in final[3:6])
+    gen, ros, dom, png = (v["value"] if isinstance(v, dict) else v for v in final[3:7])
     assert gen.endswith("_generator.safetensors") and ros.endswith("_generator_rosinality.pt")
+    assert dom is None  # a full run has no domain file to offer
     name = gen.split("/")[-1].removesuffix("_generator.safetensors")
     run = runs / name
     assert (run / "eval.json").is_file()
@@ -75,13 +75,33 @@ def test_train_20_iterations_streams_progress_previews_and_files(server, tmp_pat
     with Image.open(png) as im:
         assert im.size[1] > im.size[0] / 8  # two rows of 8 seeds
     # the run shows in Explore's list and renders there
-    listed = c.predict(current=[], api_name="/runs")  # a dropdown update: (label, name) choices
+    listed, _ = c.predict(current=[], current_mix=[], api_name="/runs")  # dropdown updates: (label, name) choices
     assert name in [value for _, value in listed["choices"]] and listed["value"] == [name]
     note, grid, caption, evals, dl = c.predict(names=[name], seed_text="0-3", psi=0.7, blend=1.0,
                                                api_name="/explore")
     assert note == "" and "frozen" in caption and "target attainment" in evals
     with Image.open(grid) as im:
         assert im.size[0] > 4 * 64 and im.size[1] > 2 * 64
+
+
+def test_train_a_domain_and_mix_it(server):
+    from nada.domains import read_domain
+
+    url, ctx, runs = server
+    c = client(url)
+    job = c.submit(**NO_FILES, target="sketch", adapter="stylespace", iters=10, preview_every=5, evaluate=False,
+                   api_name="/train")
+    final = job.result()
+    assert "Done: iteration 10 / 10" in final[0]
+    gen, ros, dom, png = (v["value"] if isinstance(v, dict) else v for v in final[3:7])
+    assert gen is None and ros is None and dom.endswith("_domain.safetensors")
+    assert read_domain(dom).kind == "stylespace" and os.path.getsize(dom) < 16384
+    name = dom.split("/")[-1].removesuffix("_domain.safetensors")
+    _, mixable = c.predict(current=[], current_mix=[], api_name="/runs")
+    assert name in [value for _, value in mixable["choices"]]
+    note, grid, caption = c.predict(names=[name], seed_text="0-3", psi=0.7, w0=2.0, w1=1, w2=1, w3=1,
+                                    api_name="/mix")
+    assert note == "" and "2 × `" in caption and os.path.isfile(grid)
 
 
 def test_explore_answers_within_2s_while_a_run_trains_and_stop_leaves_it_resumable(server):

@@ -55,7 +55,7 @@ def test_mapper_tab_trains_lists_and_applies(server):
     gens, inits, mappers, on_gen = c.predict(current_gen="shapes", current_mapper=None, api_name="/mapper_lists")
     assert mappers["value"] == name and name in [v for _, v in inits["choices"]]
     assert name not in [v for _, v in gens["choices"]]
-    explore = c.predict(current=[], api_name="/runs")
+    explore, _ = c.predict(current=[], current_mix=[], api_name="/runs")
     assert name not in [v for _, v in explore["choices"]]
     note, grid, caption = c.predict(name=name, gen="", seed_text="0-3", s=0.3, api_name="/mapper_apply")
     assert note == "" and os.path.isfile(grid) and "strength 0.30" in caption and "blue" in caption

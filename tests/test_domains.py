@@ -309,3 +309,50 @@ def test_mismatched_base_is_refused_or_forced(G, gen_path, tmp_path, capsys, cap
     rc = main(["generate", "--generator", str(big), "--domain", str(a), "--force", "--seeds", "0",
                "--out", str(tmp_path / "y.png")])
     assert rc == 2 and "another architecture" in capsys.readouterr().err
+
+
+def test_web_demo_mixes_domain_runs(tmp_path):
+    """Explore's mixer: two short shapes-world domain runs in a runs folder, mixed at weights;
+    the bottom row equals the composition baked into the base, and bad choices are one line."""
+    from nada.app.compare import Viewer, domain_runs, mix_view
+    from nada.app.context import AppContext
+    from nada.hub import shapes_generator_path
+
+    runs = tmp_path / "runs"
+    for target, kind in (("sketch", "stylespace"), ("blue", "modulation")):
+        train(TrainConfig(target=target, adapter=kind, iters=3, out=str(runs / target), quiet=True,
+                          evaluate=False, sample_every=0, save_every=0, device="cpu"))
+    train(TrainConfig(target="neon", iters=2, out=str(runs / "whole"), quiet=True, evaluate=False,
+                      sample_every=0, save_every=0, device="cpu"))
+    ctx = AppContext(runs)
+    try:
+        assert {r.name for r in domain_runs(ctx)} == {"sketch", "blue"}
+        viewer = Viewer(torch.device("cpu"))
+        grid, caption = mix_view(ctx, viewer, ["sketch", "blue"], [0.5, 1.5], [0, 1, 2], 0.7)
+        assert "0.5 × `sketch`" in caption and "1.5 × `blue`" in caption
+        from nada.networks.sampling import generate_images
+
+        G = load_generator(shapes_generator_path()).generator
+        base_row = generate_images(G, [0, 1, 2], 0.7)
+        bake_gen = load_generator(shapes_generator_path()).generator
+        from nada.domains import bake_into
+
+        bake_into(bake_gen, [(read_domain(runs / "sketch"), 0.5), (read_domain(runs / "blue"), 1.5)])
+        mixed_row = generate_images(bake_gen, [0, 1, 2], 0.7)
+        import numpy as np
+
+        from nada.networks.sampling import image_grid
+
+        expected = image_grid(np.concatenate([base_row, mixed_row]), cols=3, pad=2)
+        assert grid.shape == expected.shape
+        assert int(np.abs(grid.astype(int) - expected.astype(int)).max()) <= 1
+        assert int(np.abs(mixed_row.astype(int) - base_row.astype(int)).max()) > 10  # the domains change the image
+        # a domain run in the ordinary view: weight = the blend slider, exact at 0
+        view = viewer.render("sketch", runs / "sketch", [0], 0.7, 0.0)
+        assert (abs(view.blended.astype(int) - view.frozen.astype(int))).max() == 0
+        with pytest.raises(ConfigError, match="not a domain"):
+            mix_view(ctx, viewer, ["whole"], [1.0], [0], 0.7)
+        with pytest.raises(ConfigError, match="no domain"):
+            mix_view(ctx, viewer, [], [], [0], 0.7)
+    finally:
+        ctx.close()

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, ConfigError
-from ..hub import run_product
+from ..hub import RUN_DOMAIN, run_product
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,9 @@ class Viewer:
         if adapted_path is None:
             raise ConfigError(f"run {name!r} has no adapted generator yet", "wait until it finishes, or resume it")
         spec = str(cfg.get("generator") or "shapes")
+        if adapted_path.name == RUN_DOMAIN:  # a domain run: the domain at weight alpha on its base
+            frozen_imgs, mixed = self.render_domains(spec, [(adapted_path, float(alpha))], seeds, truncation)
+            return RunView(name, frozen_imgs, mixed, spec)
         frozen = self.cache.get(source_generator_path(spec))
         adapted = self.cache.get(adapted_path)
         blend, lock = self._buffer(adapted_path, adapted)
@@ -131,6 +134,66 @@ class Viewer:
             blended = generate_images(blend, seeds, truncation)
         self.last_tile = int(blended.shape[1])
         return RunView(name, generate_images(frozen, seeds, truncation), blended, spec)
+
+
+    def render_domains(self, base_spec: str, domains: list[tuple[Path, float]], seeds: list[int],
+                       truncation: float) -> tuple[np.ndarray, np.ndarray]:
+        """(base images, images with the weighted domains applied on the fly) for ``seeds``."""
+        from ..domains import apply, check_base, read_domain
+        from ..networks.sampling import generate_images
+
+        if len(seeds) > _MAX_SEEDS:
+            raise ConfigError(f"{len(seeds)} seeds; the page shows at most {_MAX_SEEDS}", "use e.g. 0-7")
+        base_path = source_generator_path(base_spec)
+        base = self.cache.get(base_path)
+        files = [(read_domain(p), float(w)) for p, w in domains]
+        for d, _ in files:
+            check_base(d, base_path, base)
+        frozen = generate_images(base, seeds, truncation)
+        work, lock = self._buffer(Path(f"{base_path}#domains"), base)  # hooks go on a copy, never the cached base
+        with lock:
+            hooks = apply(work, files)
+            try:
+                mixed = generate_images(work, seeds, truncation)
+            finally:
+                hooks.remove()
+        self.last_tile = int(mixed.shape[1])
+        return frozen, mixed
+
+
+def domain_runs(ctx, base_spec: str | None = None) -> list:
+    """Finished ``--adapter`` runs of the runs folder (on ``base_spec`` when given), newest first."""
+    out = []
+    for info in ctx.list_runs(finished_only=True):
+        if info.config.get("adapter", "full") == "full":
+            continue
+        if base_spec is not None and str(info.config.get("generator") or "shapes") != base_spec:
+            continue
+        out.append(info)
+    return out
+
+
+def mix_view(ctx, viewer: "Viewer", names: list[str], weights: list[float], seeds: list[int],
+             truncation: float) -> tuple[np.ndarray, str]:
+    """The base row above the row of ``names``' domains mixed at ``weights`` (grid, caption)."""
+    from ..networks.sampling import image_grid
+
+    names = [n for n in names if n]
+    if not names:
+        raise ConfigError("no domain chosen", "pick one or more domain runs (trained with a StyleSpace or "
+                          "modulation adapter)")
+    cfgs = [json.loads((ctx.run_dir(n) / "config.json").read_text()) for n in names]
+    if any(c.get("adapter", "full") == "full" for c in cfgs):
+        bad = names[[c.get("adapter", "full") for c in cfgs].index("full")]
+        raise ConfigError(f"run {bad!r} is a whole generator, not a domain", "mix runs trained with an adapter")
+    bases = {str(c.get("generator") or "shapes") for c in cfgs}
+    if len(bases) > 1:
+        raise ConfigError("the chosen domains were trained on different generators", "mix domains of one base")
+    paths = [(run_product(ctx.run_dir(n)), float(w)) for n, w in zip(names, weights)]
+    frozen, mixed = viewer.render_domains(bases.pop(), paths, seeds, truncation)
+    grid = image_grid(np.concatenate([frozen, mixed]), cols=len(seeds), pad=2)
+    parts = " + ".join(f"{w:g} × `{n}` ({c.get('target')})" for n, w, c in zip(names, weights, cfgs))
+    return grid, f"Top: the base generator. Bottom: {parts}."
 
 
 def compose(views: list[RunView], pad: int = 2) -> np.ndarray:

@@ -16,6 +16,7 @@ from .training import for_display, message_html
 log = logging.getLogger(__name__)
 
 _MAX_RUNS = 6
+_MAX_DOMAINS = 4  # sliders of the domain mixer
 
 
 def explore(ctx: AppContext, viewer, names: list[str], seeds: str, truncation: float, alpha: float):
@@ -93,6 +94,17 @@ def build_explore_tab(ctx: AppContext):
     grid = gr.Image(label="frozen vs adapted", interactive=False, type="numpy", elem_id="nada-grid", height=360)
     caption = gr.Markdown("", elem_id="nada-caption")
     tables = gr.Markdown("", elem_id="nada-eval")
+    with gr.Accordion("mix domains (runs trained with a StyleSpace or modulation adapter)", open=False):
+        mix_runs = gr.Dropdown([], value=[], multiselect=True, max_choices=_MAX_DOMAINS, allow_custom_value=True,
+                               label=f"domains (up to {_MAX_DOMAINS}, of one base generator)", elem_id="nada-mix-runs")
+        with gr.Row():
+            sliders = [gr.Slider(-1, 2, value=1.0, step=0.05, label=f"domain {i + 1}", visible=False,
+                                 elem_id=f"nada-mix-w{i}") for i in range(_MAX_DOMAINS)]
+        mix = gr.Button("Mix", elem_id="nada-mix")
+        mix_note = gr.HTML("", elem_id="nada-mix-note")
+        mix_grid = gr.Image(label="base (top) vs mixed domains (bottom)", interactive=False, type="numpy",
+                            elem_id="nada-mix-grid", height=240)
+        mix_caption = gr.Markdown("", elem_id="nada-mix-caption")
 
     def on_show(names, seed_text, psi, blend):
         try:
@@ -112,11 +124,41 @@ def build_explore_tab(ctx: AppContext):
         with eval_lock:
             return "", eval_markdown(ctx, names, True, device)
 
-    def on_refresh(current):
+    def on_refresh(current, current_mix=None):
+        from .compare import domain_runs
+
         infos = ctx.list_runs(finished_only=True)
         names = [r.name for r in infos]
         keep = [n for n in (current or []) if n in names] or names[:1]
-        return gr.update(choices=[(r.label, r.name) for r in infos], value=keep)
+        domains = domain_runs(ctx)
+        dnames = [r.name for r in domains]
+        keep_mix = [n for n in (current_mix or []) if n in dnames]
+        return (gr.update(choices=[(r.label, r.name) for r in infos], value=keep),
+                gr.update(choices=[(r.label, r.name) for r in domains], value=keep_mix))
+
+    def on_mix_choice(names):
+        names = [n for n in (names or []) if n][:_MAX_DOMAINS]
+        return [gr.update(visible=i < len(names), label=f"weight of {names[i]}" if i < len(names) else f"domain {i + 1}")
+                for i in range(_MAX_DOMAINS)]
+
+    def on_mix(names, seed_text, psi, w0, w1, w2, w3):  # one weight per slider (_MAX_DOMAINS)
+        from ..errors import ConfigError
+        from ..networks.sampling import parse_seeds
+        from .compare import mix_view
+
+        try:
+            names = [n for n in (names or []) if n]
+            if len(names) > _MAX_DOMAINS:
+                raise ConfigError(f"{len(names)} domains chosen; the mixer takes {_MAX_DOMAINS}", "deselect a few")
+            weights = [w0, w1, w2, w3][:len(names)]
+            image, text = mix_view(ctx, viewer, names, [float(w) for w in weights],
+                                   parse_seeds(seed_text), float(psi))
+        except NadaError as exc:
+            return message_html(str(exc)), None, ""
+        except Exception as exc:
+            log.exception("mix failed")
+            return message_html(f"internal error: {type(exc).__name__}: {exc}"), None, ""
+        return "", for_display(image, tile=viewer.last_tile), text
 
     view_inputs, view_outputs = [runs, seeds, trunc, alpha], [note, grid, caption, tables, download]
     show.click(on_show, view_inputs, view_outputs, api_name="explore", concurrency_limit=4)
@@ -125,5 +167,10 @@ def build_explore_tab(ctx: AppContext):
     trunc.release(on_show, view_inputs, view_outputs, api_name=False, concurrency_limit=4)
     alpha.release(on_show, view_inputs, view_outputs, api_name=False, concurrency_limit=4)
     evaluate.click(on_evaluate, [runs], [note, tables], api_name="evaluate", concurrency_limit=4)
-    refresh.click(on_refresh, [runs], [runs], api_name="runs", concurrency_limit=None)
-    return on_refresh, [runs], [runs]
+    refresh.click(on_refresh, [runs, mix_runs], [runs, mix_runs], api_name="runs", concurrency_limit=None)
+    mix_runs.change(on_mix_choice, [mix_runs], sliders, api_name=False, queue=False)
+    mix_inputs, mix_outputs = [mix_runs, seeds, trunc, *sliders], [mix_note, mix_grid, mix_caption]
+    mix.click(on_mix, mix_inputs, mix_outputs, api_name="mix", concurrency_limit=4)
+    for slider in sliders:
+        slider.release(on_mix, mix_inputs, mix_outputs, api_name=False, concurrency_limit=4)
+    return on_refresh, [runs, mix_runs], [runs, mix_runs]

@@ -11,7 +11,15 @@ import gradio as gr
 from ..errors import NadaError
 from .context import AppContext
 from .jobs import DONE
-from .mapping import OWN, SHAPES_CHOICE, MapperForm, apply_view, mapper_runs, result_markdown, submit_mapper
+from .mapping import (
+    OWN,
+    SHAPES_CHOICE,
+    MapperForm,
+    apply_view,
+    mapper_runs,
+    result_markdown,
+    submit_mapper,
+)
 from .training import for_display, message_html, read_png, status_html
 
 log = logging.getLogger(__name__)

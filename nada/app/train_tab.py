@@ -11,8 +11,21 @@ import gradio as gr
 from ..errors import NadaError
 from .context import AppContext
 from .jobs import DONE, STOPPED
-from .training import (CLIP_CHOICES, IMAGES, KNOWN, SHAPES, TEXT, UPLOAD, TrainForm, for_display, message_html, read_png,
-                       status_html, submit_resume, submit_training)
+from .training import (
+    CLIP_CHOICES,
+    IMAGES,
+    KNOWN,
+    SHAPES,
+    TEXT,
+    UPLOAD,
+    TrainForm,
+    for_display,
+    message_html,
+    read_png,
+    status_html,
+    submit_resume,
+    submit_training,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +51,10 @@ def build_train_tab(ctx: AppContext) -> None:
             clip = gr.Dropdown(CLIP_CHOICES, value=[], multiselect=True, allow_custom_value=True,
                                label="CLIP models (empty: shapes + shapes-fine on the shapes world, "
                                      "ViT-B-32 + ViT-B-16 otherwise)", elem_id="nada-clip")
+            adapter = gr.Radio([("whole generator (full fine-tuning)", "full"),
+                                ("StyleSpace domain (a few KB)", "stylespace"),
+                                ("modulation domain (a few KB)", "modulation")], value="full",
+                               label="what learns", elem_id="nada-adapter")
             with gr.Row():
                 iters = gr.Slider(10, 2000, value=300, step=10, label="iterations", elem_id="nada-iters")
                 every = gr.Slider(1, 200, value=20, step=1, label="preview every N iterations",
@@ -75,6 +92,7 @@ def build_train_tab(ctx: AppContext) -> None:
                 dl_gen = gr.DownloadButton("generator (.safetensors)", visible=False, size="sm",
                                            elem_id="nada-dl-generator")
                 dl_ros = gr.DownloadButton("rosinality (.pt)", visible=False, size="sm", elem_id="nada-dl-rosinality")
+                dl_dom = gr.DownloadButton("domain (.safetensors)", visible=False, size="sm", elem_id="nada-dl-domain")
                 dl_png = gr.DownloadButton("sample grid (.png)", visible=False, size="sm", elem_id="nada-dl-samples")
             results = gr.Markdown("", elem_id="nada-results")
 
@@ -95,8 +113,8 @@ def build_train_tab(ctx: AppContext) -> None:
 
     upload.change(check_upload, upload, upload_note, api_name=False)
 
-    outputs = [status, preview, results, dl_gen, dl_ros, dl_png]
-    hidden = [gr.update(visible=False, value=None)] * 3
+    outputs = [status, preview, results, dl_gen, dl_ros, dl_dom, dl_png]
+    hidden = [gr.update(visible=False, value=None)] * 4
 
     def stream(job):
         """Yield the page's outputs as the job changes, until it has ended."""
@@ -108,7 +126,7 @@ def build_train_tab(ctx: AppContext) -> None:
                 grid = read_png(snap.sample)  # two rows (frozen, adapted) with 2 px gaps
                 image = None if grid is None else for_display(grid, tile=(grid.shape[0] - 2) // 2)
             if not snap.finished:
-                yield status_html(snap, ctx), image, gr.skip(), *[gr.skip()] * 3
+                yield status_html(snap, ctx), image, gr.skip(), *[gr.skip()] * 4
                 continue
             text, downloads = "", hidden
             if snap.state in (DONE, STOPPED) and snap.tag:
@@ -117,7 +135,7 @@ def build_train_tab(ctx: AppContext) -> None:
                 downloads = _downloads(ctx, snap.tag)
             yield status_html(snap, ctx), image, text, *downloads
 
-    def on_start(generator, known_name, upload, source, guide, target, style_images, clip, iters,
+    def on_start(generator, known_name, upload, source, guide, target, style_images, clip, adapter, iters,
                  preview_every, preset, layers, k, batch, lr, seed, clip_weights, lambda_direction,
                  lambda_global, lambda_norm, lambda_manifold, lambda_patch, evaluate,
                  request: gr.Request):
@@ -154,7 +172,7 @@ def build_train_tab(ctx: AppContext) -> None:
         runs = [r for r in ctx.list_runs() if r.resumable and not r.finished]
         return gr.update(choices=[(r.label, r.name) for r in runs], value=runs[0].name if runs else None)
 
-    form = [gen_kind, known, upload, source, guide, target, style, clip, iters, every, preset, layers, k, batch,
+    form = [gen_kind, known, upload, source, guide, target, style, clip, adapter, iters, every, preset, layers, k, batch,
             lr, seed, clip_weights, l_dir, l_glob, l_norm, l_man, l_patch, evaluate]
     # The handlers only watch their job (the runner trains), so any number may run at once.
     start.click(on_start, form, outputs, api_name="train", concurrency_limit=None)

@@ -36,6 +36,7 @@ class TrainForm:
     style_images: list[str] = field(default_factory=list)  # uploaded images (guide == images)
     clip: list[str] = field(default_factory=list)           # CLIP specs by name; [] = default
     clip_weights: str = ""                  # comma-separated, one per CLIP; "" = all 1
+    adapter: str = "full"                   # full | stylespace | modulation (nada train --adapter)
     iters: int = 300                        # training iterations
     preview_every: int = 20                 # sample grid every N iterations
     preset: str = "default"                 # nada.adapt.PRESETS name
@@ -131,7 +132,7 @@ def build_config(ctx: AppContext, form: TrainForm, run_name: str):
         target=target if form.guide == TEXT else None,
         style_images="pending" if form.guide == IMAGES else None,
         clip=tuple(c.strip() for c in form.clip if c and c.strip()), clip_weights=_parse_weights(form.clip_weights),
-        iters=int(form.iters), sample_every=int(form.preview_every), save_every=0, seed=int(form.seed),
+        adapter=form.adapter or "full", iters=int(form.iters), sample_every=int(form.preview_every), save_every=0, seed=int(form.seed),
         lambda_direction=float(form.lambda_direction), lambda_global=float(form.lambda_global),
         lambda_norm=float(form.lambda_norm), lambda_manifold=float(form.lambda_manifold),
         lambda_patch=float(form.lambda_patch), evaluate=bool(form.evaluate), device=ctx.device, quiet=True,
