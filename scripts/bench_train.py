@@ -3,6 +3,8 @@
   shapes   : s/iter and total for N iterations on the embedded default (shapes world)
   fullsize : per-iteration time at 256² with a random config-f generator and a random ViT-B-32
   search   : the layer search with W+ gradients only vs. with weight gradients too (official)
+  adapters : s/iter of --adapter full, stylespace and modulation on the shapes world (shipped
+             defaults), the three alternating in --repeats rounds of --iters each
   share    : shapes-default steps with the twins' common lower blocks run once vs. twice,
              alternating blocks of 10 steps in one process (so both see the same machine load)
 
@@ -10,6 +12,7 @@
     .venv/bin/python scripts/bench_train.py fullsize --iters 2
     .venv/bin/python scripts/bench_train.py search --res 256 --repeats 2
     .venv/bin/python scripts/bench_train.py share --repeats 6
+    .venv/bin/python scripts/bench_train.py adapters --iters 40 --repeats 3
 """
 
 from __future__ import annotations
@@ -149,9 +152,28 @@ def bench_share(args) -> None:
           f"run twice {b:.3f} s/iter (medians of {args.repeats} blocks of 10 steps), speed-up {b / a:.2f}x")
 
 
+def bench_adapters(args) -> None:
+    times: dict[str, list[float]] = {"full": [], "stylespace": [], "modulation": []}
+    numbers = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(args.repeats):
+            for adapter in times:
+                cfg = TrainConfig(out=str(Path(tmp) / f"{adapter}{rep}"), target=args.target, iters=args.iters,
+                                  adapter=adapter, quiet=True, evaluate=False, sample_every=0, save_every=0,
+                                  device=args.device)
+                result = train(cfg)
+                times[adapter] += [r["time_s"] for r in result.history[2:]]  # first steps warm up
+                numbers[adapter] = result.generator_path.stat().st_size
+    base = statistics.median(times["full"])
+    for adapter, ts in times.items():
+        med = statistics.median(ts)
+        print(f"{adapter:>10}: {med:.3f} s/iter median ({med / base:.2f}x full), output {numbers[adapter] / 1024:.1f} KiB"
+              f" ({args.target}, {args.repeats} rounds of {args.iters} iterations, {args.device})")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["shapes", "fullsize", "search", "share"])
+    p.add_argument("what", choices=["shapes", "fullsize", "search", "share", "adapters"])
     p.add_argument("--iters", type=int, default=300)
     p.add_argument("--target", default="sketch")
     p.add_argument("--res", type=int, default=256)
@@ -161,7 +183,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
     {"shapes": bench_shapes, "fullsize": bench_fullsize, "search": bench_search,
-     "share": bench_share}[args.what](args)
+     "share": bench_share, "adapters": bench_adapters}[args.what](args)
 
 
 if __name__ == "__main__":
