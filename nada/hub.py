@@ -229,6 +229,15 @@ AUXILIARY: dict[str, KnownCheckpoint] = {
         KnownCheckpoint("arcface-ir-se50",
                         "https://huggingface.co/lithiumice/insightface/resolve/main/InsightFace_Pytorch%2Bmodel_ir_se50.pth",
                         "model_ir_se50.pth", 112, "state-dict", description="ArcFace IR-SE50 (identity loss, faces)"),
+        # torchvision's ImageNet VGG16 (the trunk of the LPIPS loss of `nada invert`; lpips ships the heads)
+        KnownCheckpoint("vgg16-imagenet", "https://download.pytorch.org/models/vgg16-397923af.pth",
+                        "vgg16-397923af.pth", 224, "state-dict",
+                        sha256="397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0", size=553433881,
+                        description="VGG16 ImageNet (LPIPS loss of nada invert)"),
+        # dlib's 68-point face landmark model (FFHQ-style alignment in `nada invert --align`), bz2-compressed
+        KnownCheckpoint("dlib-landmarks-68", "http://dlib.net/files/shape_predictor_68_face_landmarks.dat.bz2",
+                        "shape_predictor_68_face_landmarks.dat.bz2", 0, "dlib",
+                        description="dlib 68 face landmarks (face alignment of nada invert)"),
     ]
 }
 

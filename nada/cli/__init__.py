@@ -22,6 +22,9 @@ _COMMANDS = {
     "download-clip": "download_clip",
     "mapper": "mapper",
     "app": "app",
+    "invert": "invert",
+    "edit": "edit",
+    "video": "video",
 }
 
 

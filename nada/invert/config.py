@@ -1,0 +1,61 @@
+"""Typed settings of an inversion (``nada invert``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from .losses import LOSS_KINDS
+
+INITS = ("w_avg", "search")
+
+
+@dataclass(frozen=True)
+class InvertConfig:
+    """Optimisation-based projection into W (or W+), after NVIDIA's stylegan2-ada projector.
+
+    Defaults for the shapes world were measured with ``scripts/measure_invert.py`` (see
+    docs/invert.md); NVIDIA's own (1000 steps, lr 0.1, LPIPS) suit a 1024 px face generator."""
+
+    steps: int = 200                    # optimisation steps
+    lr: float = 0.1                     # peak Adam learning rate (NVIDIA: 0.1)
+    wplus: bool = False                 # optimise one w per style layer (W+) instead of one w (W)
+    loss: str = "auto"                  # auto (LPIPS if its weights are cached, else pixel) | lpips | pixel
+    clip_weight: float = 0.0            # weight of a CLIP image-feature term (needs a CLIP encoder)
+    optimize_noise: bool = True         # optimise the per-layer noise maps too (regularised)
+    noise_reg: float = 1e5              # weight of the noise auto-correlation penalty (NVIDIA: 1e5)
+    initial_noise_factor: float = 0.05  # w jitter at step 0, in units of the W standard deviation
+    noise_ramp: float = 0.75            # share of the steps over which the w jitter decays to 0
+    lr_rampup: float = 0.05             # share of the steps of the lr warm-up
+    lr_rampdown: float = 0.25           # share of the steps of the final cosine lr decay
+    init: str = "w_avg"                 # w_avg (NVIDIA) | search: the best of `search_samples` mapped z
+    search_samples: int = 256           # candidate latents for init='search'
+    w_avg_samples: int = 10000          # z samples for w_avg and the W standard deviation
+    batch: int = 16                     # images optimised together (independent; Adam is per element)
+    seed: int = 0                       # seeds the w statistics, the jitter and the initial noise maps
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ConfigError(f"steps={self.steps!r} must be a positive integer")
+        if not self.lr > 0:
+            raise ConfigError(f"lr={self.lr!r} must be > 0")
+        if self.loss not in LOSS_KINDS:
+            raise ConfigError(f"unknown loss {self.loss!r}", f"use one of {', '.join(LOSS_KINDS)}")
+        if self.init not in INITS:
+            raise ConfigError(f"unknown init {self.init!r}", f"use one of {', '.join(INITS)}")
+        for key in ("clip_weight", "noise_reg", "initial_noise_factor"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key}={getattr(self, key)!r} must be >= 0")
+        for key in ("noise_ramp", "lr_rampup", "lr_rampdown"):
+            if not 0 < getattr(self, key) <= 1:
+                raise ConfigError(f"{key}={getattr(self, key)!r} must be in (0, 1]")
+        for key in ("batch", "w_avg_samples", "search_samples"):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+                raise ConfigError(f"{key}={getattr(self, key)!r} must be a positive integer")
+
+    def replace(self, **changes) -> InvertConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
