@@ -20,9 +20,6 @@ def add_inversion_options(p: argparse.ArgumentParser) -> None:
                         "multi-scale pixel (default auto)")
     g.add_argument("--clip", default=None, help="CLIP model for an image-feature term (with --clip-weight), e.g. shapes")
     g.add_argument("--clip-weight", type=float, default=d.clip_weight, help="weight of the CLIP term (default 0)")
-    g.add_argument("--init", choices=["w_avg", "search"], default=d.init,
-                   help="start at w_avg (NVIDIA) or at the nearest of --search-samples random latents (default w_avg)")
-    g.add_argument("--search-samples", type=int, default=d.search_samples, help=argparse.SUPPRESS)
     g.add_argument("--no-noise-opt", action="store_true", help="keep the generator's const noise instead of optimising noise maps")
     g.add_argument("--noise-reg", type=float, default=d.noise_reg, help=f"noise regularisation weight (default {d.noise_reg:g})")
     g.add_argument("--encoder", default=None, help="an e4e checkpoint (e4e_ffhq_encode.pt): encode first, then refine")
@@ -38,8 +35,7 @@ def inversion_config(args: argparse.Namespace):
     from ..invert.config import InvertConfig
 
     return InvertConfig(steps=args.steps, lr=args.lr, wplus=args.wplus, loss=args.loss, clip_weight=args.clip_weight,
-                        optimize_noise=not args.no_noise_opt, noise_reg=args.noise_reg, init=args.init,
-                        search_samples=args.search_samples, batch=args.batch, seed=args.seed)
+                        optimize_noise=not args.no_noise_opt, noise_reg=args.noise_reg, batch=args.batch, seed=args.seed)
 
 
 def invert_paths(args: argparse.Namespace, paths: list[str], G, gen_spec, device, progress: bool = True):

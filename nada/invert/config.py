@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 from .losses import LOSS_KINDS
 
-INITS = ("w_avg", "search")
-
 
 @dataclass(frozen=True)
 class InvertConfig:
@@ -29,8 +27,6 @@ class InvertConfig:
     noise_ramp: float = 0.75            # share of the steps over which the w jitter decays to 0
     lr_rampup: float = 0.05             # share of the steps of the lr warm-up
     lr_rampdown: float = 0.25           # share of the steps of the final cosine lr decay
-    init: str = "w_avg"                 # w_avg (NVIDIA) | search: the best of `search_samples` mapped z
-    search_samples: int = 256           # candidate latents for init='search'
     w_avg_samples: int = 10000          # z samples for w_avg and the W standard deviation
     batch: int = 16                     # images optimised together (independent; Adam is per element)
     seed: int = 0                       # seeds the w statistics, the jitter and the initial noise maps
@@ -42,15 +38,13 @@ class InvertConfig:
             raise ConfigError(f"lr={self.lr!r} must be > 0")
         if self.loss not in LOSS_KINDS:
             raise ConfigError(f"unknown loss {self.loss!r}", f"use one of {', '.join(LOSS_KINDS)}")
-        if self.init not in INITS:
-            raise ConfigError(f"unknown init {self.init!r}", f"use one of {', '.join(INITS)}")
         for key in ("clip_weight", "noise_reg", "initial_noise_factor"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}={getattr(self, key)!r} must be >= 0")
         for key in ("noise_ramp", "lr_rampup", "lr_rampdown"):
             if not 0 < getattr(self, key) <= 1:
                 raise ConfigError(f"{key}={getattr(self, key)!r} must be in (0, 1]")
-        for key in ("batch", "w_avg_samples", "search_samples"):
+        for key in ("batch", "w_avg_samples"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)!r} must be a positive integer")
 

@@ -93,23 +93,6 @@ def prepare_target(G: Generator, images: torch.Tensor) -> torch.Tensor:
     return x
 
 
-@torch.no_grad()
-def search_init(G: Generator, target: torch.Tensor, loss: ReconstructionLoss, samples: int,
-                generator: torch.Generator, batch: int = 64) -> torch.Tensor:
-    """For each target image the w (of ``samples`` mapped z) whose image is nearest: a start
-    that already has the right discrete content (shape), where w_avg has none."""
-    dev = target.device
-    z = torch.randn(samples, G.z_dim, generator=generator).to(dev)
-    w = G.mapping(z)[:, 0]
-    cands = torch.cat([G.synthesis(w[i : i + batch, None].expand(-1, G.num_ws, -1)) for i in range(0, samples, batch)])
-    best = []
-    for t in target:
-        d = torch.cat([loss(cands[i : i + batch], t[None].expand(len(cands[i : i + batch]), -1, -1, -1))
-                       for i in range(0, samples, batch)])
-        best.append(w[d.argmin()])
-    return torch.stack(best)
-
-
 def project(
     G: Generator,                           # frozen generator (eval, no grads on its weights)
     images: torch.Tensor,                   # [N, 3, H, W] targets in [-1, 1]
@@ -143,9 +126,6 @@ def project(
         b = target.shape[0]
         if init_ws is not None:
             w0 = init_ws[c0 : c0 + b].to(dev, torch.float32)
-        elif cfg.init == "search":
-            w0 = search_init(G, target, loss, cfg.search_samples, rng)
-            w0 = w0[:, None].expand(-1, G.num_ws, -1) if wplus else w0[:, None]
         else:
             w0 = w_avg[None, None].expand(b, G.num_ws if wplus else 1, -1)
         w_opt = w0.detach().clone().requires_grad_(True)
