@@ -73,7 +73,7 @@ def test_edit_from_an_image_individual_and_mapper(world, tmp_path):
     from nada.mapper.files import save_mapper
     from nada.mapper.network import LevelsMapper, MapperArch
 
-    root, G, runs, _ = world
+    _, G, runs, _ = world
     img = np.asarray(Image.open(_render_png(tmp_path)))
     torch.manual_seed(0)
     mapper = LevelsMapper(MapperArch(G.img_resolution, G.w_dim, G.num_ws))
@@ -95,7 +95,7 @@ def _render_png(tmp_path):
 
 
 def test_bad_edit_inputs_are_one_line(world, tmp_path, capsys):
-    root, G, runs, _ = world
+    root, _, runs, _ = world
     lat = str(root / "lat.safetensors")
     other, _ = make_run(tmp_path, "other", "neon", 0.01, source="ffhq-1024")
     small = tmp_path / "small"

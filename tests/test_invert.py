@@ -13,7 +13,12 @@ import torch
 from nada.errors import ConfigError, ModelNotFoundError
 from nada.invert.config import InvertConfig
 from nada.invert.losses import LPIPSVGG, PixelLoss, build_loss, lpips_heads_path
-from nada.invert.projector import learning_rate, noise_regularizer, normalize_noise_, project
+from nada.invert.projector import (
+    learning_rate,
+    noise_regularizer,
+    normalize_noise_,
+    project,
+)
 from nada.networks import Generator, GeneratorConfig
 
 
@@ -172,8 +177,8 @@ def test_vgg16_hub_entry_has_torchvisions_url_and_sha256():
     assert "dlib-landmarks-68" in hub.AUXILIARY
 
 
-@pytest.mark.parametrize("bad", [dict(steps=0), dict(lr=0), dict(loss="l2"), dict(noise_ramp=0), dict(batch=0),
-                                 dict(noise_reg=-1)])
+@pytest.mark.parametrize("bad", [{"steps": 0}, {"lr": 0}, {"loss": "l2"}, {"noise_ramp": 0}, {"batch": 0},
+                                 {"noise_reg": -1}])
 def test_config_refuses_bad_values(bad):
     with pytest.raises(ConfigError):
         InvertConfig(**bad)

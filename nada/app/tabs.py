@@ -13,4 +13,5 @@ TABS: list[tuple[str, str, str]] = [
     ("Train", "train_tab", "build_train_tab"),
     ("Explore", "explore_tab", "build_explore_tab"),
     ("Mapper", "mapper_tab", "build_mapper_tab"),
+    ("Edit", "edit_tab", "build_edit_tab"),
 ]

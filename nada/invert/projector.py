@@ -101,8 +101,11 @@ def project(
     init_ws: torch.Tensor | None = None,    # [N, num_ws, w_dim] start (an encoder's); optimised in W+
     progress: bool = True,
     on_step: Callable[[int, int, float], None] | None = None,  # (step done, total, mean loss)
+    stop: Callable[[], bool] | None = None,  # polled before each step: True ends the optimisation there
 ) -> Projection:
-    """Invert ``images`` into ``G``'s latent space; see the module docstring for the method."""
+    """Invert ``images`` into ``G``'s latent space; see the module docstring for the method.
+    When ``stop()`` turns true, every image keeps the latent it has reached (later batches keep
+    their start); ``Projection.steps`` is then the steps the first batch took."""
     from tqdm import tqdm
 
     cfg = cfg if cfg is not None else InvertConfig()
@@ -121,6 +124,7 @@ def project(
     bar = tqdm(total=total_steps, desc="nada invert", unit="step", disable=not progress)
     out_ws, out_noise, out_img, out_loss = [], [], [], []
     done = 0
+    steps_taken = None
     for c0 in chunks:
         target = target_all[c0 : c0 + cfg.batch]
         b = target.shape[0]
@@ -136,6 +140,8 @@ def project(
         opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999))
         noise_arg = noise if cfg.optimize_noise else None
         for step in range(cfg.steps):
+            if stop is not None and stop():
+                break
             t = step / cfg.steps
             jitter = w_std * cfg.initial_noise_factor * max(0.0, 1.0 - t / cfg.noise_ramp) ** 2
             for group in opt.param_groups:
@@ -157,6 +163,9 @@ def project(
                 bar.set_postfix(loss=f"{float(dist.detach().mean()):.4f}")
             if on_step is not None:
                 on_step(done, total_steps, float(dist.detach().mean()))
+        else:
+            step = cfg.steps
+        steps_taken = step if steps_taken is None else steps_taken
         with torch.no_grad():
             ws = w_opt.detach().expand(-1, G.num_ws, -1).clone()
             final = G.synthesis(ws, noise_mode="const", noise=noise_arg)
@@ -173,7 +182,7 @@ def project(
     metrics = [
         {**image_errors(recon[i : i + 1], target_all[i : i + 1]), "loss": float(losses[i])} for i in range(n)
     ]
-    return Projection(ws, noise_all, recon, loss.name, metrics, time.perf_counter() - start, cfg.steps)
+    return Projection(ws, noise_all, recon, loss.name, metrics, time.perf_counter() - start, steps_taken)
 
 
 def const_noise(G: Generator) -> dict[str, torch.Tensor]:
