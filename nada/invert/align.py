@@ -26,12 +26,12 @@ _FACE_WORDS = ("ffhq", "metfaces", "celeba", "face")
 
 
 def resolve_mode(mode: str, generator_spec: str | os.PathLike | None) -> str:
-    """``auto`` → ``face`` when the generator's name says faces, else ``crop``."""
+    """``auto`` → ``face`` when the generator's spec (name or path) says faces, else ``crop``."""
     if mode not in ALIGN_MODES:
         raise ConfigError(f"unknown alignment {mode!r}", f"use one of {', '.join(ALIGN_MODES)}")
     if mode != "auto":
         return mode
-    name = Path(str(generator_spec or "shapes")).name.lower()
+    name = str(generator_spec or "shapes").lower()
     return "face" if any(w in name for w in _FACE_WORDS) else "crop"
 
 
