@@ -88,7 +88,7 @@ def saved(tmp_path_factory):
 
 def test_round_trip_through_the_weights_only_loader(saved):
     model, path = saved
-    loaded = load_e4e(path, width=0.125)
+    loaded = load_e4e(path)
     x = torch.rand(2, 3, 256, 256) * 2 - 1
     a, b = model(x), loaded(x)
     assert a.shape == (2, 10, 16)
@@ -150,5 +150,27 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path, saved):
         p = tmp_path / f"{name}.pt"
         torch.save(obj, p)
         with pytest.raises(CheckpointError, match=msg) as exc:
-            load_e4e(p, width=0.125)
+            load_e4e(p)
         assert "\n" not in str(exc.value), name
+
+
+def test_nada_invert_with_an_encoder_refines_its_codes(tmp_path):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from nada.cli import main
+    from nada.shapes import renderer as R
+
+    torch.manual_seed(1)
+    enc = E4E(Encoder4Editing(num_ws=10, w_dim=128, width=0.125).eval(), torch.zeros(128), {"stylegan_size": 64})
+    torch.save(state_dict_for_checkpoint(enc), tmp_path / "enc.pt")
+    Image.fromarray(R.render(R.Factors("circle", 100.0, 30.0, 30.0, 14.0), 0)).save(tmp_path / "c.png")
+    for extra, steps in (([], 3), (["--no-refine"], 0)):
+        out = tmp_path / f"out{steps}"
+        assert main(["invert", str(tmp_path / "c.png"), "--encoder", str(tmp_path / "enc.pt"), "--steps", "3",
+                     "--out", str(out), "--quiet", *extra]) == 0
+        m = json.loads((out / "metrics.json").read_text())
+        assert m["space"] == "W+" and m["steps"] == steps and m["encoder"].endswith("enc.pt")
+        assert np.asarray(Image.open(out / "c_recon.png")).shape == (64, 64, 3)

@@ -74,7 +74,7 @@ def _edit_job(ctx: AppContext, form: EditForm, runs, source: str, hooks):
         gens.append((r.label, Ga))
     inputs, targets, how = load_inputs([form.image], G.img_resolution, "auto", source)
     cfg = InvertConfig(steps=form.steps, wplus=form.wplus)
-    proj = invert_arrays(G, targets, cfg, progress=False,
+    proj = invert_arrays(G, targets, cfg, progress=False, stop=lambda: hooks.stopping,
                          on_step=lambda done, total, loss: hooks.step({"iter": done, "loss": loss}, total))
     out = Path(ctx.scratch_file(".inv")).with_suffix("")
     inv = Inversion(["image"], targets, proj, how, [inputs[0].notes])

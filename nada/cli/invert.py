@@ -58,13 +58,7 @@ def invert_paths(args: argparse.Namespace, paths: list[str], G, gen_spec, device
         from ..invert.losses import build_loss
 
         loss = build_loss(cfg.loss, device, load_clip(args.clip, device), args.clip_weight)
-    if loss is not None and encoder is None:
-        from ..invert.images import to_tensor
-        from ..invert.projector import project
-
-        proj = project(G, to_tensor(targets, device), cfg, loss=loss, progress=progress)
-    else:
-        proj = invert_arrays(G, targets, cfg, encoder, refine=not args.no_refine, progress=progress)
+    proj = invert_arrays(G, targets, cfg, encoder, refine=not args.no_refine, progress=progress, loss=loss)
     names = unique_stems([im.path for im in inputs])
     return Inversion(names, targets, proj, how, [im.notes for im in inputs], args.encoder)
 

@@ -68,11 +68,13 @@ def invert_arrays(
     refine: bool = True,                # with an encoder: optimise from its codes (else use them as they are)
     progress: bool = True,
     on_step=None,
+    loss=None,                          # a ReconstructionLoss; default build_loss(cfg.loss)
+    stop=None,                          # polled each step (see project)
 ) -> Projection:
     """Project (or encode, then refine) uint8 images with ``G``."""
     x = to_tensor(targets, G.mapping.w_avg.device)
     if encoder is None:
-        return project(G, x, cfg, progress=progress, on_step=on_step)
+        return project(G, x, cfg, loss=loss, progress=progress, on_step=on_step, stop=stop)
     start = time.perf_counter()
     with torch.no_grad():
         ws0 = torch.cat([encoder(x[i : i + 8]) for i in range(0, len(x), 8)]).to(x.device)
@@ -80,13 +82,13 @@ def invert_arrays(
         raise CheckpointError(f"the encoder writes [{ws0.shape[1]}, {ws0.shape[2]}] codes, the generator reads "
                               f"[{G.num_ws}, {G.w_dim}]", "use the encoder trained for this generator")
     if refine:
-        p = project(G, x, cfg, init_ws=ws0, progress=progress, on_step=on_step)
+        p = project(G, x, cfg, loss=loss, init_ws=ws0, progress=progress, on_step=on_step, stop=stop)
         p.seconds = time.perf_counter() - start
         return p
     from .losses import build_loss
     from .projector import const_noise
 
-    loss = build_loss(cfg.loss, x.device)
+    loss = loss if loss is not None else build_loss(cfg.loss, x.device)
     noise = {k: v.expand(len(x), -1, -1, -1).clone() for k, v in const_noise(G).items()}
     with torch.no_grad():
         img = G.synthesis(ws0, noise_mode="const")

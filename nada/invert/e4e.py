@@ -196,9 +196,10 @@ def state_dict_for_checkpoint(model: E4E) -> dict:
     return {"state_dict": sd, "latent_avg": model.latent_avg.detach().cpu(), "opts": dict(model.opts)}
 
 
-def load_e4e(path: str | os.PathLike, device: torch.device | str | None = None, width: float = 1.0) -> E4E:
+def load_e4e(path: str | os.PathLike, device: torch.device | str | None = None) -> E4E:
     """Read an e4e checkpoint safely (weights-only) and build the encoder; CheckpointError (one
-    line) for an unreadable file, a missing/unexpected key or a wrong shape."""
+    line) for an unreadable file, a missing/unexpected key or a wrong shape. The width comes from
+    the first conv (64 channels = the released layout)."""
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"encoder {str(path)!r} does not exist", "pass the e4e checkpoint file (e4e_ffhq_encode.pt)")
@@ -220,6 +221,8 @@ def load_e4e(path: str | os.PathLike, device: torch.device | str | None = None, 
     size = opts.get("stylegan_size")
     if size is not None and num_ws_for(int(size)) != num_ws:
         raise CheckpointError(f"{p}: {num_ws} style blocks but stylegan_size {size}", "the checkpoint is damaged")
+    first = enc_sd.get("input_layer.0.weight")
+    width = first.shape[0] / 64 if isinstance(first, torch.Tensor) and first.ndim == 4 else 1.0
     model = Encoder4Editing(num_ws, w_dim, width)
     want = model.state_dict()
     missing = sorted(k for k in set(want) - set(enc_sd) if not k.endswith("num_batches_tracked"))
