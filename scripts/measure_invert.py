@@ -7,7 +7,8 @@
    and shape kept (against the input's shape);
 3. a morph video of 4 seeds across the runs: encode time, and the decoded frame count and size.
 
-    python scripts/measure_invert.py --runs sketch=runs/sketch "pixel art=runs/pixel" --out invert_metrics.json
+    python scripts/measure_invert.py --rotated --runs sketch=runs/sketch "pixel art=runs/pixel" --out invert.json
+    python scripts/measure_invert.py --no-wplus ...   # the same in W
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=1234, help="seed of the renders' factors")
     ap.add_argument("--steps", type=int, default=InvertConfig().steps)
     ap.add_argument("--lr", type=float, default=InvertConfig().lr)
-    ap.add_argument("--wplus", action="store_true")
+    ap.add_argument("--wplus", action=argparse.BooleanOptionalAction, default=InvertConfig().wplus)
     ap.add_argument("--rotated", action="store_true", help="also invert randomly rotated renders (outside the domain)")
     ap.add_argument("--runs", nargs="*", default=[], metavar="TARGET=DIR", help="adapted runs to edit through")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is polite beside a training job)")

@@ -43,7 +43,7 @@ def tiny():
 def test_w_inversion_recovers_a_known_latents_image(tiny):
     G, ws, target, start_mse = tiny
     assert start_mse > 0.3  # w_avg's image is far from the targets
-    cfg = InvertConfig(steps=100, loss="pixel", optimize_noise=False, w_avg_samples=2000)
+    cfg = InvertConfig(steps=100, loss="pixel", wplus=False, optimize_noise=False, w_avg_samples=2000)
     p = project(G, target, cfg, progress=False)
     mse = (p.images - target).square().mean(dim=(1, 2, 3))
     assert mse.max() < 0.005, mse  # bound: measured 0.0002-0.0026 (start 0.74)

@@ -46,12 +46,14 @@ def test_invert_writes_latents_reconstructions_and_metrics(renders, tmp_path, ca
 
     out = tmp_path / "inv"
     assert invert([*map(str, renders), str(renders[0]), "--steps", "4", "--out", str(out), "--quiet"]) == 0
+    assert invert([str(renders[0]), "--no-wplus", "--steps", "2", "--out", str(tmp_path / "w"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "w" / "metrics.json").read_text())["space"] == "W"
     assert "inverted 3 image(s)" in capsys.readouterr().out
     names = sorted(p.name for p in out.iterdir())
     assert names == ["latents.safetensors", "metrics.json", "shape0_2_input.png", "shape0_2_recon.png",
                      "shape0_input.png", "shape0_recon.png", "shape1_input.png", "shape1_recon.png"]
     m = json.loads((out / "metrics.json").read_text())
-    assert m["loss"] == "pixel-multiscale" and m["space"] == "W" and m["steps"] == 4
+    assert m["loss"] == "pixel-multiscale" and m["space"] == "W+" and m["steps"] == 4
     assert [i["name"] for i in m["images"]] == ["shape0", "shape1", "shape0_2"]
     assert all(i["pixel_mse"] > 0 and i["psnr_db"] > 0 for i in m["images"])
     G = load_generator(resolve_generator("shapes")).generator

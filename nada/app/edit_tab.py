@@ -30,7 +30,7 @@ class EditForm:
     image: str | None           # the uploaded file (Gradio's temp path)
     runs: tuple[str, ...]       # run names, as listed
     steps: int = 200
-    wplus: bool = False
+    wplus: bool = True
 
 
 def edit_runs(ctx: AppContext) -> list[tuple[str, str]]:
@@ -161,7 +161,7 @@ def build_edit_tab(ctx: AppContext):
                                     elem_id="nada-e-runs")
             with gr.Row():
                 steps = gr.Slider(10, 1000, value=d.steps, step=10, label="inversion steps", elem_id="nada-e-steps")
-                wplus = gr.Checkbox(False, label="W+ (one w per layer)", elem_id="nada-e-wplus")
+                wplus = gr.Checkbox(d.wplus, label="W+ (one w per layer)", elem_id="nada-e-wplus")
             with gr.Row():
                 go = gr.Button("Invert and show", variant="primary", elem_id="nada-e-go")
                 refresh = gr.Button("Refresh runs", size="sm")

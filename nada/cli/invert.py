@@ -11,7 +11,9 @@ def add_inversion_options(p: argparse.ArgumentParser) -> None:
 
     d = InvertConfig()
     g = p.add_argument_group("inversion")
-    g.add_argument("--wplus", action="store_true", help="optimise one w per style layer (W+) instead of one w (W)")
+    g.add_argument("--wplus", action=argparse.BooleanOptionalAction, default=d.wplus,
+                   help="optimise one w per style layer (W+, the default: measured better for edits on the shapes "
+                        "world, docs/invert.md); --no-wplus: one w for every layer (W, NVIDIA's projector)")
     g.add_argument("--steps", type=int, default=d.steps,
                    help=f"optimisation steps (default {d.steps}, measured on the shapes world: docs/invert.md)")
     g.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
