@@ -67,6 +67,9 @@ def test_collage_columns_are_each_runs_rendering(world, tmp_path):
                 assert np.abs(_cell(grid, row, col).astype(int) - want[row].astype(int)).max() <= 1, (row, col)
     assert not np.array_equal(_cell(grid, 0, 1), _cell(grid, 0, 2))
     assert (grid[:18] < 128).any()  # labels drawn
+    assert main(["edit", "--latents", str(root / "lat.safetensors"), "--runs", str(runs[0][0]), "--cell", "32",
+                 "--out", str(out)]) == 0
+    assert Image.open(out).size == (2 * 32 + 2, 18 + 2 * 32 + 2)  # replaced
 
 
 def test_edit_from_an_image_individual_and_mapper(world, tmp_path):

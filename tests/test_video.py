@@ -113,6 +113,8 @@ def test_nada_video_60_frames_of_4_seeds_across_3_runs(runs, tmp_path, capsys):
     n, size = read_video(out)
     assert n == 60 and size == (144, 144)  # 2x2 grid of 64 px cells + 2 px pad = 130, padded to 144
     assert "60 frames" in capsys.readouterr().out
+    assert main(["video", "--runs", str(runs[0]), "--frames", "3", "--size", "16", "--out", str(out), "--quiet"]) == 0
+    assert read_video(out)[0] == 3  # an existing video is replaced
     gif = tmp_path / "walk.gif"
     assert main(["video", "--runs", str(runs[0]), "--walk", "z", "--seeds", "1,2", "--loop", "--frames", "8",
                  "--size", "32", "--out", str(gif), "--quiet"]) == 0
