@@ -87,3 +87,43 @@ def test_edit_tab_bad_input_is_one_line(server, photo, tmp_path):
     status, video = Client(url, verbose=False).predict(n_frames=12, n_fps=12, lp=True, api_name="/edit_video")
     assert "nothing inverted yet" in html.unescape(status) and (video is None or video.get("__type__") == "update")
     assert sorted(p.name for p in runs.iterdir()) == before
+
+
+def test_edit_tab_in_a_browser(server, photo, tmp_path):
+    """Upload, tick two runs, invert: the collage appears; Make video: the video element gets a source."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from test_app_browser import ARGS, CHROMIUM
+
+    if not shutil.which(CHROMIUM) and not os.path.isfile(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, _, _ = server
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            page.get_by_role("tab", name="Edit").click()
+            page.locator("#nada-e-image input[type=file]").set_input_files(str(photo))
+            page.locator("#nada-e-image img").wait_for()
+            for name in ("sketch-run", "pixel-run"):
+                box = page.locator("#nada-e-runs label").filter(has_text=name).locator("input")
+                if not box.is_checked():
+                    box.check()
+            steps = page.locator("#nada-e-steps input[type=number]")
+            steps.fill("20")
+            steps.press("Enter")
+            page.locator("#nada-e-go").click()
+            page.wait_for_function("document.querySelector('#nada-e-status').innerText.includes('Done:')")
+            page.locator("#nada-e-collage img").wait_for()
+            assert "PSNR" in page.locator("#nada-e-caption").inner_text()
+            page.screenshot(path=str(Path(os.environ.get("NADA_SCREENSHOTS", tmp_path)) / "app-edit.png"))
+            page.locator("#nada-e-make").click()
+            page.locator("#nada-e-video video").wait_for()
+            assert "frames" in page.locator("#nada-e-vstatus").inner_text()
+        finally:
+            browser.close()

@@ -114,3 +114,20 @@ def test_greyscale_rgba_and_palette_are_converted_with_a_note(tmp_path):
     cmyk = tmp_path / "c.jpg"
     Image.new("CMYK", (32, 32), (0, 0, 0, 0)).save(cmyk)
     assert "converted to RGB" in read_image(cmyk).notes[0]
+
+
+def test_clip_term_is_recorded_in_the_metrics(renders, tmp_path):
+    out = tmp_path / "clip"
+    assert invert([str(renders[0]), "--clip", "shapes", "--clip-weight", "0.5", "--steps", "2", "--out", str(out),
+                   "--quiet"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["loss"] == "pixel-multiscale + 0.5·clip[shapes]"
+
+
+def test_an_encoder_for_another_generator_is_one_line(renders, tmp_path, capsys):
+    from nada.invert.e4e import E4E, Encoder4Editing, state_dict_for_checkpoint
+
+    enc = E4E(Encoder4Editing(num_ws=10, w_dim=16, width=0.125).eval(), torch.zeros(16), {"stylegan_size": 64})
+    torch.save(state_dict_for_checkpoint(enc), tmp_path / "e.pt")
+    _one_line_error(capsys, [str(renders[0]), "--encoder", str(tmp_path / "e.pt"), "--out", str(tmp_path / "o")],
+                    "the generator reads [10, 128]")
+    assert not (tmp_path / "o").exists()

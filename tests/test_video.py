@@ -140,3 +140,18 @@ def test_bad_video_inputs_are_one_line(runs, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and match in err, (argv, err)
     assert not (tmp_path / "v.mp4").exists()
+
+
+def test_mp4_frames_are_streamed_not_held(tmp_path):
+    import tracemalloc
+
+    def frames():  # 120 frames of 256x256: 23.6 MB if they were all kept
+        for i in range(120):
+            yield np.full((256, 256, 3), i % 256, np.uint8)
+
+    tracemalloc.start()
+    write_video(tmp_path / "long.mp4", frames(), VideoConfig(frames=120), progress=False)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 4 * 256 * 256 * 3, peak  # a few frames at most
+    assert read_video(tmp_path / "long.mp4") == (120, (256, 256))
