@@ -118,6 +118,7 @@ def test_bad_edit_inputs_are_one_line(world, tmp_path, capsys):
         (["--latents", lat, "--runs", str(runs[0][0]), "--out", str(tmp_path)], "is a folder"),
         (["--latents", str(tmp_path / "x.safetensors"), "--runs", str(runs[0][0])], "does not exist"),
         (["--latents", lat, "--runs", str(runs[0][0]), "--cell", "4"], "--cell"),
+        (["--latents", lat, "--runs", str(runs[0][0]), "--strength", "0.3"], "--strength needs --mapper"),
     ]
     for argv, match in cases:
         assert main(["edit", *argv, "--out", str(tmp_path / "e.png")] if "--out" not in argv else ["edit", *argv]) == 2

@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {out} is a folder", "give a .png path, or add --individual")
     if bool(args.images) == bool(args.latents):
         raise ConfigError("give either IMAGE files or --latents FILE", "e.g. nada edit photo.png --runs runs/sketch")
+    if args.strength is not None and not args.mapper:
+        raise ConfigError("--strength needs --mapper", "pass --mapper RUN, or drop --strength")
     if args.cell is not None and not 16 <= args.cell <= 1024:
         raise ConfigError(f"--cell {args.cell} must be in [16, 1024]")
     check_writable(out.parent if out.is_file() else out)  # an existing file is replaced (atomically)

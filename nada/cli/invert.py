@@ -29,7 +29,8 @@ def add_inversion_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--align", choices=["auto", "face", "crop"], default="auto",
                    help="face: FFHQ alignment (needs dlib + `nada download dlib-landmarks-68`); crop: centre square; "
                         "auto: face for face generators, else crop")
-    g.add_argument("--batch", type=int, default=d.batch, help=f"images optimised together (default {d.batch})")
+    g.add_argument("--batch", type=int, default=d.batch,
+                   help="images optimised together (default 16 up to 256 px, 1 above)")
     g.add_argument("--seed", type=int, default=d.seed, help="seed of the jitter and the initial noise maps")
 
 

@@ -29,7 +29,7 @@ class InvertConfig:
     lr_rampup: float = 0.05             # share of the steps of the lr warm-up
     lr_rampdown: float = 0.25           # share of the steps of the final cosine lr decay
     w_avg_samples: int = 10000          # z samples for w_avg and the W standard deviation
-    batch: int = 16                     # images optimised together (independent; Adam is per element)
+    batch: int | None = None            # images optimised together (independent); None: 16 up to 256 px, else 1
     seed: int = 0                       # seeds the w statistics, the jitter and the initial noise maps
 
     def __post_init__(self) -> None:
@@ -46,8 +46,14 @@ class InvertConfig:
             if not 0 < getattr(self, key) <= 1:
                 raise ConfigError(f"{key}={getattr(self, key)!r} must be in (0, 1]")
         for key in ("batch", "w_avg_samples"):
-            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
-                raise ConfigError(f"{key}={getattr(self, key)!r} must be a positive integer")
+            value = getattr(self, key)
+            if (value is not None or key != "batch") and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{key}={value!r} must be a positive integer")
+
+    def batch_for(self, resolution: int) -> int:
+        """The batch at a generator resolution: ``batch``, else 16 up to 256 px and 1 above (a
+        1024² backward pass holds several GB)."""
+        return self.batch if self.batch is not None else (16 if resolution <= 256 else 1)
 
     def replace(self, **changes) -> InvertConfig:
         return dataclasses.replace(self, **changes)

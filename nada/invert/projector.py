@@ -119,14 +119,15 @@ def project(
     rng = torch.Generator().manual_seed(cfg.seed)
     w_avg, w_std = w_statistics(G, cfg.w_avg_samples, rng)
     wplus = cfg.wplus or init_ws is not None
-    chunks = range(0, n, cfg.batch)
+    batch = cfg.batch_for(G.img_resolution)
+    chunks = range(0, n, batch)
     total_steps = cfg.steps * len(chunks)
     bar = tqdm(total=total_steps, desc="nada invert", unit="step", disable=not progress)
     out_ws, out_noise, out_img, out_loss = [], [], [], []
     done = 0
     steps_taken = None
     for c0 in chunks:
-        target = target_all[c0 : c0 + cfg.batch]
+        target = target_all[c0 : c0 + batch]
         b = target.shape[0]
         if init_ws is not None:
             w0 = init_ws[c0 : c0 + b].to(dev, torch.float32)
