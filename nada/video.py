@@ -189,6 +189,8 @@ def write_video(path: str | os.PathLike, frames: Iterator[np.ndarray], cfg: Vide
         finally:
             if writer is not None:
                 writer.close()
+        if writer is None:
+            raise ConfigError("the video has no frames", "give at least two frames")
 
     def encode_gif(tmp: str) -> None:
         from PIL import Image
@@ -201,7 +203,9 @@ def write_video(path: str | os.PathLike, frames: Iterator[np.ndarray], cfg: Vide
                 yield Image.fromarray(frame).quantize(colors=255, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
 
         it = palettes()
-        first = next(it)
+        first = next(it, None)
+        if first is None:
+            raise ConfigError("the video has no frames", "give at least two frames")
         first.save(tmp, format="GIF", save_all=True, append_images=it, duration=round(1000 / cfg.fps),
                    loop=0, optimize=False, disposal=1)
 

@@ -54,6 +54,10 @@ def test_edit_tab_inverts_shows_downloads_and_makes_a_video(server, photo):
     dl = final[3]["value"] if isinstance(final[3], dict) else final[3]
     ws, noise = load_inversion(dl, 10, 128)
     assert ws.shape == (1, 10, 128) and noise
+    from safetensors import safe_open
+
+    with safe_open(dl, "pt") as f:
+        assert f.metadata()["generator"] == "shapes"  # the spec, not a server path
     status, video = c.predict(n_frames=12, n_fps=12, lp=True, api_name="/edit_video")
     path = video["video"] if isinstance(video, dict) else video
     assert "12 frames" in html.unescape(status)

@@ -92,6 +92,11 @@ def test_videos_decode_with_their_frame_count_and_size(tmp_path, ext):
     assert size == (info["width"], info["height"])
     assert size == ((80, 64) if ext == "mp4" else (70, 50))  # MP4 pads to H.264's 16 px blocks
     assert [p.name for p in tmp_path.iterdir()] == [f"v.{ext}"]  # no temp file left
+    from nada.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no frames"):
+        write_video(tmp_path / f"empty.{ext}", iter([]), VideoConfig(), progress=False)
+    assert not (tmp_path / f"empty.{ext}").exists()
 
 
 @pytest.fixture(scope="module")

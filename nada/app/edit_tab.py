@@ -78,7 +78,7 @@ def _edit_job(ctx: AppContext, form: EditForm, runs, source: str, hooks):
                          on_step=lambda done, total, loss: hooks.step({"iter": done, "loss": loss}, total))
     out = Path(ctx.scratch_file(".inv")).with_suffix("")
     inv = Inversion(["image"], targets, proj, how, [inputs[0].notes])
-    metrics = write_inversion(out, inv, src_path, cfg, save_inputs=False)
+    metrics = write_inversion(out, inv, src_path, cfg, save_inputs=False, generator_label=source)
     columns = [("input", targets), ("reconstruction", render(G, proj.ws, proj.noise))]
     columns += [(label, render(Ga, proj.ws, proj.noise)) for label, Ga in gens]
     grid = collage(columns, cell=max(128, G.img_resolution) if G.img_resolution <= 256 else 256)

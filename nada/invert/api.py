@@ -98,10 +98,12 @@ def invert_arrays(
 
 
 def write_inversion(out_dir: str | os.PathLike, inv: Inversion, generator_path: Path, cfg: InvertConfig,
-                    save_inputs: bool = True) -> dict:
+                    save_inputs: bool = True, generator_label: str | None = None) -> dict:
     """Into ``out_dir``: ``latents.safetensors`` (``ws`` [N, num_ws, w_dim] + ``noise.<layer>``),
     ``<name>_recon.png`` (and ``<name>_input.png``, the aligned target) per image, and
-    ``metrics.json``; every file written atomically. Returns the metrics."""
+    ``metrics.json``; every file written atomically. ``generator_label`` is what the files record
+    as the generator (default its path; the web demo passes the spec, never a server path).
+    Returns the metrics."""
     from PIL import Image
     from safetensors.torch import save_file
 
@@ -116,7 +118,7 @@ def write_inversion(out_dir: str | os.PathLike, inv: Inversion, generator_path: 
     tensors.update({f"noise.{k}": v.detach().cpu().float().contiguous() for k, v in p.noise.items()})
     meta = {
         "nada_format": "inverted-latents",
-        "generator": str(generator_path),
+        "generator": generator_label or str(generator_path),
         "generator_sha256": sha256_file(generator_path),
         "images": json.dumps(inv.names),
         "loss": p.loss_name,
@@ -134,7 +136,7 @@ def write_inversion(out_dir: str | os.PathLike, inv: Inversion, generator_path: 
         "space": "W+" if (cfg.wplus or inv.encoder) else "W",
         "steps": p.steps,
         "encoder": inv.encoder,
-        "generator": str(generator_path),
+        "generator": generator_label or str(generator_path),
         "seconds": round(p.seconds, 3),
         "seconds_per_image": round(p.seconds / max(1, len(inv.names)), 3),
         "mean_pixel_mse": float(np.mean([m["pixel_mse"] for m in p.metrics])),
