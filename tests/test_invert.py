@@ -167,8 +167,12 @@ def test_auto_loss_falls_back_to_pixels_offline_and_lpips_names_the_download(tmp
         build_loss("pixel", clip_weight=1.0)
 
 
-def test_vgg16_hub_entry_has_torchvisions_url_and_sha256():
+def test_vgg16_hub_entry_has_torchvisions_url_and_sha256(capsys):
     from nada import hub
+    from nada.cli import main
+
+    assert main(["download", "--list"]) == 0
+    assert "vgg16-imagenet" in capsys.readouterr().out
 
     e = hub.AUXILIARY["vgg16-imagenet"]
     assert e.url == "https://download.pytorch.org/models/vgg16-397923af.pth"

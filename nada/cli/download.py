@@ -27,6 +27,10 @@ def run(args: argparse.Namespace) -> int:
         for c in hub.KNOWN.values():
             check = "sha256 known" if c.sha256 else "sha256 not recorded"
             print(f"  {c.name:<16} {c.resolution:>5}px  {c.format:<10} {check:<20} {c.description}")
+        print("other weights (losses, alignment):")
+        for c in hub.AUXILIARY.values():
+            check = "sha256 known" if c.sha256 else "sha256 not recorded"
+            print(f"  {c.name:<18} {c.format:<14} {check:<20} {c.description}")
         return 0
     path = hub.download(args.name, dest=args.dest, sha256=args.sha256, progress=not args.quiet)
     known = hub.KNOWN.get(args.name)
