@@ -56,6 +56,7 @@ def test_invert_writes_latents_reconstructions_and_metrics(renders, tmp_path, ca
     assert m["loss"] == "pixel-multiscale" and m["space"] == "W+" and m["steps"] == 4
     assert [i["name"] for i in m["images"]] == ["shape0", "shape1", "shape0_2"]
     assert all(i["pixel_mse"] > 0 and i["psnr_db"] > 0 for i in m["images"])
+    assert all(i["perceptual"] is None and set(i["terms"]) == {"pixel-multiscale"} for i in m["images"])
     G = load_generator(resolve_generator("shapes")).generator
     ws, noise = load_inversion(out / "latents.safetensors", G.num_ws, G.w_dim)
     assert ws.shape == (3, G.num_ws, G.w_dim) and set(noise) == set(G.synthesis.noise_shapes())
@@ -120,7 +121,11 @@ def test_clip_term_is_recorded_in_the_metrics(renders, tmp_path):
     out = tmp_path / "clip"
     assert invert([str(renders[0]), "--clip", "shapes", "--clip-weight", "0.5", "--steps", "2", "--out", str(out),
                    "--quiet"]) == 0
-    assert json.loads((out / "metrics.json").read_text())["loss"] == "pixel-multiscale + 0.5·clip[shapes]"
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["loss"] == "pixel-multiscale + 0.5·clip[shapes]"
+    terms = m["images"][0]["terms"]
+    assert set(terms) == {"pixel-multiscale", "clip[shapes]"} and 0 <= terms["clip[shapes]"] <= 2
+    assert abs(m["images"][0]["loss"] - terms["pixel-multiscale"] - 0.5 * terms["clip[shapes]"]) < 1e-5
 
 
 def test_an_encoder_for_another_generator_is_one_line(renders, tmp_path, capsys):

@@ -93,7 +93,10 @@ def invert_arrays(
     with torch.no_grad():
         img = G.synthesis(ws0, noise_mode="const")
         d = loss(img, x)
-    metrics = [{**image_errors(img[i : i + 1], x[i : i + 1]), "loss": float(d[i])} for i in range(len(x))]
+        parts = loss.parts(img, x)
+    metrics = [{**image_errors(img[i : i + 1], x[i : i + 1]), "loss": float(d[i]),
+                "perceptual": float(parts["lpips-vgg16"][i]) if "lpips-vgg16" in parts else None,
+                "terms": {k: float(v[i]) for k, v in parts.items()}} for i in range(len(x))]
     return Projection(ws0, noise, img, loss.name, metrics, time.perf_counter() - start, 0)
 
 

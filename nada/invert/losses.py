@@ -168,6 +168,11 @@ class ReconstructionLoss(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return sum(w * m(x, y) for m, w in zip(self.terms, self.weights))
 
+    @torch.no_grad()
+    def parts(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each term's unweighted distance [N], by name (what metrics.json reports)."""
+        return {n: m(x, y) for n, m in zip(self.names, self.terms)}
+
 
 def build_loss(
     kind: str = "auto",                     # auto | lpips | pixel

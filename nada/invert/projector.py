@@ -180,8 +180,13 @@ def project(
     recon = torch.cat(out_img)
     noise_all = {k: torch.cat([d[k] for d in out_noise]) for k in out_noise[0]}
     losses = torch.cat(out_loss)
+    parts = {k: torch.cat([loss.parts(recon[i : i + batch], target_all[i : i + batch])[k] for i in chunks])
+             for k in loss.names}
     metrics = [
-        {**image_errors(recon[i : i + 1], target_all[i : i + 1]), "loss": float(losses[i])} for i in range(n)
+        {**image_errors(recon[i : i + 1], target_all[i : i + 1]), "loss": float(losses[i]),
+         "perceptual": float(parts["lpips-vgg16"][i]) if "lpips-vgg16" in parts else None,
+         "terms": {k: float(v[i]) for k, v in parts.items()}}
+        for i in range(n)
     ]
     return Projection(ws, noise_all, recon, loss.name, metrics, time.perf_counter() - start, steps_taken)
 
