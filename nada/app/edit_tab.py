@@ -62,16 +62,12 @@ def _edit_job(ctx: AppContext, form: EditForm, runs, source: str, hooks):
     from ..device import resolve_device
     from ..invert.api import Inversion, invert_arrays, load_inputs, write_inversion
     from ..invert.config import InvertConfig
-    from ..invert.edit import check_same_shape, collage, render
+    from ..invert.edit import collage, load_run_generators, render
 
     device = resolve_device(ctx.device)
     src_path = source_generator_path(source)
     G = load_generator(src_path, device=device).generator
-    gens = []
-    for r in runs:
-        Ga = load_generator(r.path, device=device).generator
-        check_same_shape(G, Ga, r.label)
-        gens.append((r.label, Ga))
+    gens = load_run_generators(G, runs, device)
     inputs, targets, how = load_inputs([form.image], G.img_resolution, "auto", source)
     cfg = InvertConfig(steps=form.steps, wplus=form.wplus)
     proj = invert_arrays(G, targets, cfg, progress=False, stop=lambda: hooks.stopping,
@@ -105,17 +101,13 @@ def _video_job(ctx: AppContext, latents: Path, names: tuple[str, ...], frames: i
     from ..app.compare import source_generator_path
     from ..checkpoints import load_generator
     from ..device import resolve_device
-    from ..invert.edit import check_same_shape, load_inversion
+    from ..invert.edit import load_inversion, load_run_generators
     from ..video import VideoConfig, morph_frames, write_video
 
     runs, source = _run_generators(ctx, names)
     device = resolve_device(ctx.device)
     G = load_generator(source_generator_path(source), device=device).generator
-    gens = [G]
-    for r in runs:
-        Ga = load_generator(r.path, device=device).generator
-        check_same_shape(G, Ga, r.label)
-        gens.append(Ga)
+    gens = [G] + [Ga for _, Ga in load_run_generators(G, runs, device)]
     ws, noise = load_inversion(latents, G.num_ws, G.w_dim)
     cfg = VideoConfig(frames=frames, fps=fps, loop=loop, size=max(128, G.img_resolution) if G.img_resolution <= 256 else 256)
 

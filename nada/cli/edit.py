@@ -41,9 +41,9 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..hub import resolve_generator
     from ..invert.edit import (
-        check_same_shape,
         collage,
         load_inversion,
+        load_run_generators,
         read_run,
         render,
         source_of,
@@ -72,11 +72,7 @@ def run(args: argparse.Namespace) -> int:
     src_spec = args.generator or source_of(runs)
     src_path = resolve_generator(src_spec)
     G = load_generator(src_path, device=device).generator
-    adapted = []
-    for r in runs:
-        Ga = load_generator(r.path, device=device).generator
-        check_same_shape(G, Ga, r.label)
-        adapted.append((r.label, Ga))
+    adapted = load_run_generators(G, runs, device)
     mapper = None
     if args.mapper:
         from ..mapper.files import check_fits, load_mapper

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from ..device import resolve_device
     from ..errors import ConfigError
     from ..hub import resolve_generator
-    from ..invert.edit import check_same_shape, load_inversion, read_run, source_of
+    from ..invert.edit import load_inversion, load_run_generators, read_run, source_of
     from ..invert.images import read_images
     from ..networks.sampling import parse_seeds, z_from_seeds
     from ..outputs import check_writable
@@ -75,11 +75,7 @@ def run(args: argparse.Namespace) -> int:
     src_spec = args.generator or source_of(runs)
     src_path = resolve_generator(src_spec)
     G = load_generator(src_path, device=device).generator
-    gens = [] if args.no_frozen else [G]
-    for r in runs:
-        Ga = load_generator(r.path, device=device).generator
-        check_same_shape(G, Ga, r.label)
-        gens.append(Ga)
+    gens = ([] if args.no_frozen else [G]) + [Ga for _, Ga in load_run_generators(G, runs, device)]
     if len(gens) < 2 and args.walk is None:
         raise ConfigError("a morph needs two generators", "pass more --runs, or keep the frozen generator in")
     noise = None

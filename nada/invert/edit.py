@@ -61,6 +61,18 @@ def check_same_shape(G_source, G_other, label: str) -> None:
                               "use runs adapted from the generator the latents belong to")
 
 
+def load_run_generators(G_source, runs, device) -> list[tuple[str, object]]:
+    """(label, adapted generator) of each run, each checked to match ``G_source``'s shape."""
+    from ..checkpoints import load_generator
+
+    out = []
+    for r in runs:
+        Ga = load_generator(r.path, device=device).generator
+        check_same_shape(G_source, Ga, r.label)
+        out.append((r.label, Ga))
+    return out
+
+
 @torch.no_grad()
 def render(G, ws: torch.Tensor, noise: dict[str, torch.Tensor] | None = None, batch: int = 16) -> np.ndarray:
     """uint8 [N, H, W, 3] of ``ws`` [N, num_ws, w_dim] with the given noise maps (else const)."""
