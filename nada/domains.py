@@ -230,6 +230,23 @@ def find_base(domain: DomainFile) -> Path:
                           "pass it with --generator BASE --domain FILE")
 
 
+def load_with_domains(generator: str | None, domain_specs: list[str], force: bool = False, device=None):
+    """``generator`` (else the first domain's base) with every ``FILE[:W]`` of ``domain_specs``
+    baked in at its weight; every domain file is read and checked before the generator loads.
+    Returns (LoadedGenerator, the generator file, [(DomainFile, weight)])."""
+    from .checkpoints import load_generator
+    from .hub import resolve_generator
+
+    domains = [(read_domain(p), w) for p, w in map(parse_domain_spec, domain_specs)]
+    path = find_base(domains[0][0]) if generator is None and domains else resolve_generator(generator)
+    loaded = load_generator(path, device=device)
+    for d, _ in domains:
+        check_base(d, path, loaded.generator, force)
+    if domains:
+        bake_into(loaded.generator, domains)
+    return loaded, path, domains
+
+
 def load_domain_generator(path: str | os.PathLike, device=None, base: str | None = None, force: bool = False):
     """A full generator: the domain's base with the domain baked in (a :class:`LoadedGenerator`
     of format ``domain``)."""

@@ -44,22 +44,9 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.output)  # before the checkpoint is read
     fmt = args.format or ("rosinality" if str(args.output).lower().endswith((".pt", ".pth")) else "nada")
     if args.domain:
-        from ..domains import (
-            bake_into,
-            check_base,
-            find_base,
-            parse_domain_spec,
-            read_domain,
-        )
-        from ..hub import resolve_generator
+        from ..domains import load_with_domains
 
-        domains = [(read_domain(p), w) for p, w in map(parse_domain_spec, args.domain)]
-        src = resolve_generator(args.input) if args.input is not None else find_base(domains[0][0])
-        loaded = load_generator(src)
-        for d, _ in domains:
-            check_base(d, src, loaded.generator, args.force)
-        bake_into(loaded.generator, domains)
-        args.input = src
+        loaded, args.input, domains = load_with_domains(args.input, args.domain, args.force)
     else:
         from pathlib import Path
 

@@ -45,34 +45,9 @@ def _save_png(array, path: Path) -> None:
     atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
 
 
-def load_with_domains(generator: str | None, domain_specs: list[str], force: bool, device):
-    """The generator (``--generator``, else the first domain's base) with every ``--domain``
-    baked in at its weight; returns (G, the generator file)."""
-    from ..checkpoints import load_generator
-    from ..domains import (
-        bake_into,
-        check_base,
-        find_base,
-        parse_domain_spec,
-        read_domain,
-    )
-    from ..hub import resolve_generator
-
-    domains = [(read_domain(p), w) for p, w in map(parse_domain_spec, domain_specs)]  # every file checked first
-    if generator is None and domains:
-        path = find_base(domains[0][0])
-    else:
-        path = resolve_generator(generator)
-    G = load_generator(path, device=device).generator
-    for d, _ in domains:
-        check_base(d, path, G, force)
-    if domains:
-        bake_into(G, domains)
-    return G, path
-
-
 def run(args: argparse.Namespace) -> int:
     from ..device import resolve_device
+    from ..domains import load_with_domains
     from ..errors import ConfigError
     from ..networks.sampling import generate_images, image_grid, parse_seeds
     from ..outputs import check_writable
@@ -83,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise ConfigError(f"--batch {args.batch} must be >= 1")
     device = resolve_device(args.device)
-    G, path = load_with_domains(args.generator, args.domain, args.force, device)
+    loaded, path, _ = load_with_domains(args.generator, args.domain, args.force, device)
+    G = loaded.generator
     if args.trunc_cutoff is not None and not 0 <= args.trunc_cutoff <= G.num_ws:
         raise ConfigError(f"--trunc-cutoff {args.trunc_cutoff} outside [0, {G.num_ws}]")
     images = generate_images(G, seeds, args.trunc, args.trunc_cutoff, args.noise_mode, args.batch)
