@@ -15,7 +15,8 @@ INTRO = ("# nada: text-driven domain adaptation of StyleGAN2 (StyleGAN-NADA)\n"
          "keeps the source. With nothing downloaded everything runs on the embedded shapes world "
          "(offline, on a CPU). **Train** adapts a generator and hands over the result; **Explore** "
          "compares the runs of the runs folder, the command line's included; **Mapper** learns a text-driven "
-         "edit inside a domain (a latent mapper) and applies it.")
+         "edit inside a domain (a latent mapper) and applies it; **Edit** inverts an uploaded image and shows "
+         "it through adapted runs, and makes a morph video.")
 CSS = ".nada-progress-text{font-variant-numeric:tabular-nums}"
 
 
