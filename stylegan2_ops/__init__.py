@@ -9,6 +9,14 @@ from .bias_act import ACTIVATIONS, bias_act
 from .upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
 
+def uses_kernel(x, op: str, impl: str | None = None) -> bool:
+    """Whether a call of ``op`` on ``x`` would run its CUDA kernel (else the reference path),
+    so that callers can pick a formulation that suits the path (a fused CPU epilogue, say)."""
+    from . import _dispatch
+
+    return _dispatch.use_cuda(x, impl, op)
+
+
 def status_report(run_selfcheck: bool = False) -> list[tuple[str, str]]:
     """Lines for ``nada info``: mode, CUDA build state and self-check results."""
     from . import _dispatch, _plugin
@@ -40,4 +48,5 @@ __all__ = [
     "status_report",
     "upfirdn2d",
     "upsample2d",
+    "uses_kernel",
 ]

@@ -107,7 +107,38 @@ def _run_axis(out: torch.Tensor, x: torch.Tensor, dim: int, n_out: int, terms) -
 BLOCK_BYTES = 1 << 19
 
 
+def _channels_last(x: torch.Tensor) -> bool:
+    """Stored NHWC (``torch.channels_last``) and not also plain contiguous (C = 1, 1x1 maps)."""
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _forward_nhwc(x: torch.Tensor, px: AxisParams, py: AxisParams) -> torch.Tensor:
+    """The same op on NHWC storage: the axes are dims 1 and 2 of the [N, H, W, C] view, each
+    shifted slice a run of whole pixels, blocks over N; the result is NHWC as well."""
+    n, c, h, w = x.shape
+    oh, plan_y = _axis_terms(h, py)
+    ow, plan_x = _axis_terms(w, px)
+    flat = x.permute(0, 2, 3, 1)
+    out = torch.empty((n, oh, ow, c), dtype=x.dtype, device=x.device)
+    y_first = oh * w <= h * ow
+    mid_hw = (oh, w) if y_first else (h, ow)
+    rows = max(1, BLOCK_BYTES // max(1, h * w * c * x.element_size()))
+    mid = torch.empty((min(rows, n),) + mid_hw + (c,), dtype=x.dtype, device=x.device)
+    for s in range(0, n, rows):
+        blk, dst = flat[s: s + rows], out[s: s + rows]
+        tmp = mid[: blk.shape[0]]
+        if y_first:
+            _run_axis(tmp, blk, 1, oh, plan_y)
+            _run_axis(dst, tmp, 2, ow, plan_x)
+        else:
+            _run_axis(tmp, blk, 2, ow, plan_x)
+            _run_axis(dst, tmp, 1, oh, plan_y)
+    return out.permute(0, 3, 1, 2)
+
+
 def _forward(x: torch.Tensor, px: AxisParams, py: AxisParams) -> torch.Tensor:
+    if _channels_last(x):
+        return _forward_nhwc(x, px, py)
     n, c, h, w = x.shape
     oh, plan_y = _axis_terms(h, py)
     ow, plan_x = _axis_terms(w, px)
@@ -151,7 +182,8 @@ class SeparableUpFirDn2d(torch.autograd.Function):
     def backward(ctx, dy):
         px, py, h, w = ctx.params
         oh, ow = ctx.out_hw
-        dx = SeparableUpFirDn2d.apply(dy.contiguous(), _adjoint(px, w, ow), _adjoint(py, h, oh))
+        fmt = torch.channels_last if _channels_last(dy) else torch.contiguous_format
+        dx = SeparableUpFirDn2d.apply(dy.contiguous(memory_format=fmt), _adjoint(px, w, ow), _adjoint(py, h, oh))
         return dx, None, None
 
 
@@ -160,4 +192,5 @@ def upfirdn2d_separable(x, gx, gy, up, down, padding):
     px0, px1, py0, py1 = padding
     px = (gx, up[0], down[0], px0, px1)
     py = (gy, up[1], down[1], py0, py1)
-    return SeparableUpFirDn2d.apply(x.contiguous(), px, py)
+    fmt = torch.channels_last if _channels_last(x) else torch.contiguous_format
+    return SeparableUpFirDn2d.apply(x.contiguous(memory_format=fmt), px, py)

@@ -276,6 +276,23 @@ def test_separable_fast_path_is_taken_and_agrees_with_the_convolution_path(monke
     assert len(calls) == len(cases)
 
 
+@pytest.mark.parametrize("kw", [dict(up=2, padding=[2, 1, 2, 1], gain=4), dict(down=2, padding=1),
+                                dict(padding=[1, 2, 0, 3])])
+def test_separable_path_on_channels_last_storage_matches_the_naive_formulation(kw):
+    """NHWC input runs the NHWC plan, stays NHWC, and agrees with the naive op, gradients too."""
+    f = ops.setup_filter([1, 3, 3, 1]).double()
+    x = torch.randn(3, 5, 9, 8, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = ops.upfirdn2d(x, f, **kw)
+    assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    want = naive_upfirdn2d(x.detach(), f, **kw)
+    assert (y - want).abs().max().item() < 1e-12
+    g = torch.randn_like(y)
+    (gx,) = torch.autograd.grad(y, x, g)
+    x2 = x.detach().contiguous().requires_grad_()
+    (gx2,) = torch.autograd.grad(ops.upfirdn2d(x2, f, **kw), x2, g.contiguous())
+    assert (gx - gx2).abs().max().item() < 1e-12
+
+
 def test_auto_mode_picks_kernels_per_op(monkeypatch):
     """On a CUDA tensor, auto runs the bias_act kernel but the reference upfirdn2d (measured faster
     on GPU); NADA_OPS=cuda forces both; CPU tensors never take a kernel. (No GPU needed: the

@@ -172,6 +172,9 @@ class Trainer:
         self.selection: LayerSelection | None = None  # last search result (reused auto_layer_every steps)
         self._stop = False
         self._base: dict[str, Any] | None = None  # the domain file's base record (computed once)
+        from ..cpu import ThreadGovernor
+
+        self.governor = ThreadGovernor()  # follows the free cores where the thread count is automatic
 
     # -- state ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -322,6 +325,7 @@ class Trainer:
         t_start = time.perf_counter()
         try:
             while self.iteration < cfg.iters:
+                self.governor.tick()
                 record = self.step()
                 self.metrics.append(record)
                 result.history.append(record)

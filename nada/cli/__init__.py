@@ -27,6 +27,20 @@ _COMMANDS = {
     "video": "video",
 }
 
+# Commands that run no tensor work: they skip the CPU runtime set-up (and its 0.3 s measurement).
+_NO_COMPUTE = {"download", "download-clip"}
+
+
+def _add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """``--threads`` on a command, or on each of its own subcommands (``nada mapper train``)."""
+    children = [c for a in parser._actions if isinstance(a, argparse._SubParsersAction) for c in a.choices.values()]
+    for child in children:
+        _add_threads_option(child)
+    if not children:
+        parser.add_argument("--threads", type=int, default=None, metavar="N",
+                            help="CPU threads (default: every core that other processes leave free, "
+                                 "re-measured during training; nada info shows the choice)")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -48,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         mod.register(sub, name)
+        if name not in _NO_COMPUTE:
+            _add_threads_option(sub.choices[name])
     return parser
 
 
@@ -62,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if args.command not in _NO_COMPUTE:
+            from .. import cpu
+
+            cpu.configure(getattr(args, "threads", None))
         return int(args.func(args) or 0)
     except NadaError as exc:
         print(f"nada {args.command}: error: {exc}", file=sys.stderr)

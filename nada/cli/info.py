@@ -23,8 +23,7 @@ def environment_report(selfcheck: bool = False) -> list[tuple[str, str]]:
     """Key/value lines describing this machine for ``nada info``."""
     import torch
 
-    from .. import __version__
-    from .. import paths
+    from .. import __version__, paths
 
     rows = [
         ("nada", __version__),
@@ -36,6 +35,12 @@ def environment_report(selfcheck: bool = False) -> list[tuple[str, str]]:
     if torch.cuda.is_available():
         rows.append(("GPU", torch.cuda.get_device_name(0)))
     rows.append(("default device", "cuda" if torch.cuda.is_available() else "cpu"))
+    from .. import cpu
+
+    plan = cpu.plan()
+    rows.append(("CPU threads", plan.describe() if plan is not None else f"{torch.get_num_threads()} (torch default)"))
+    if plan is not None:
+        rows.append(("CPU allocator", plan.allocator))
     try:
         import stylegan2_ops
 

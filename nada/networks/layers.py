@@ -79,6 +79,20 @@ def modulated_conv2d(
     batches on CPU); ``fused=True`` builds per-sample weights and runs a grouped convolution.
     Both compute the same function.
     """
+    x, dcoefs = _modulated_conv2d_raw(x, weight, styles, demodulate, up, resample_filter, fused)
+    if dcoefs is not None:
+        x = x * dcoefs.reshape(x.shape[0], -1, 1, 1)
+    if noise is not None:
+        x = x + noise.to(x.dtype)
+    return x
+
+
+def _modulated_conv2d_raw(x, weight, styles, demodulate, up, resample_filter, fused):
+    """The modulated conv (and FIR up-sampling) with the demodulation left to the caller:
+    ``(y, dcoefs)`` where the result is ``y * dcoefs[:, :, None, None]`` (``dcoefs`` is None
+    when there is none to apply: no demodulation, or the fused path folded it into the weights).
+    The FIR filter is linear per channel, so demodulating after it is the same function; a
+    caller can then fold ``dcoefs`` into its own epilogue (one pass over the output)."""
     n, in_ch = x.shape[0], x.shape[1]
     out_ch, _, kh, kw = weight.shape
     assert_shape(styles, [n, in_ch], "styles")
@@ -104,14 +118,13 @@ def modulated_conv2d(
             wt = w.transpose(1, 2).reshape(n * in_ch, out_ch, kh, kw)
             x = F.conv_transpose2d(x, wt, stride=up, groups=n)
         x = x.reshape(n, out_ch, *x.shape[2:])
+        dcoefs = None
     else:
         x = x * styles.reshape(n, -1, 1, 1)
         if up == 1:
             x = F.conv2d(x, weight, padding=pad)
         else:
             x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=up)
-        if dcoefs is not None:
-            x = x * dcoefs.reshape(n, -1, 1, 1)
 
     if up != 1:
         # The transposed conv gives (H-1)*up + k pixels; the FIR filter (gain up^2 keeps the
@@ -120,9 +133,27 @@ def modulated_conv2d(
         p0 = pad + (fw + up - 1) // 2 - (kw - 1)
         p1 = pad + (fw - up) // 2 - (kw - up)
         x = stylegan2_ops.upfirdn2d(x, resample_filter.float(), padding=[p0, p1, p0, p1], gain=up**2)
+    return x, dcoefs
+
+
+def _lrelu_epilogue(y, dcoefs, noise, bias, clamp):
+    """``bias_act(y * dcoefs + noise, bias, 'lrelu', clamp)`` in three passes over ``y`` instead
+    of five: leaky ReLU is positively homogeneous, so its √2 gain is folded into the small
+    factors (``dcoefs``, ``noise``, ``bias``) before one ``addcmul``, and the noise add and the
+    activation run in place (autograd keeps what it needs: ``addcmul`` saves its inputs, the
+    in-place leaky ReLU its result). Equal to the unfused reference within float rounding."""
+    gain = stylegan2_ops.ACTIVATIONS["lrelu"].def_gain
+    b = (bias.to(y.dtype) * gain).reshape(1, -1, 1, 1)
+    if dcoefs is not None:
+        out = torch.addcmul(b, y, (dcoefs * gain).reshape(y.shape[0], -1, 1, 1))
+    else:
+        out = torch.add(b, y, alpha=gain)
     if noise is not None:
-        x = x + noise.to(x.dtype)
-    return x
+        out.add_(noise.to(y.dtype), alpha=gain)
+    out = F.leaky_relu_(out, stylegan2_ops.ACTIVATIONS["lrelu"].def_alpha)
+    if clamp is not None and clamp >= 0:
+        out = out.clamp(-clamp, clamp)
+    return out
 
 
 class SynthesisLayer(nn.Module):
@@ -172,10 +203,13 @@ class SynthesisLayer(nn.Module):
                 noise = self.noise_const
             if noise is not None:
                 scaled = noise.to(x.dtype) * self.noise_strength.to(x.dtype)
-        x = modulated_conv2d(
-            x, self.weight, styles, up=self.up, resample_filter=self.resample_filter, noise=scaled
-        )
-        return stylegan2_ops.bias_act(x, self.bias.to(x.dtype), act="lrelu", clamp=self.conv_clamp)
+        if stylegan2_ops.uses_kernel(x, "bias_act"):  # the CUDA kernel fuses the epilogue itself
+            x = modulated_conv2d(
+                x, self.weight, styles, up=self.up, resample_filter=self.resample_filter, noise=scaled
+            )
+            return stylegan2_ops.bias_act(x, self.bias.to(x.dtype), act="lrelu", clamp=self.conv_clamp)
+        y, dcoefs = _modulated_conv2d_raw(x, self.weight, styles, True, self.up, self.resample_filter, None)
+        return _lrelu_epilogue(y, dcoefs, scaled, self.bias, self.conv_clamp)
 
 
 class ToRGBLayer(nn.Module):

@@ -1,0 +1,115 @@
+"""The CPU runtime (nada.cpu) and the CPU fast paths of the synthesis layers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import stylegan2_ops
+from nada import cpu
+from nada.errors import ConfigError
+from nada.networks.layers import SynthesisLayer, modulated_conv2d
+
+
+def test_threads_for_rounds_free_cores_and_keeps_one():
+    assert cpu.threads_for(None, 4) == 4
+    assert cpu.threads_for(2.0, 2) == 2
+    assert cpu.threads_for(1.6, 2) == 2
+    assert cpu.threads_for(1.2, 2) == 1
+    assert cpu.threads_for(0.0, 2) == 1
+    assert cpu.threads_for(7.9, 4) == 4
+
+
+def test_monitor_does_not_count_this_process_as_others():
+    mon = cpu.FreeCoreMonitor()
+    t_end = time.monotonic() + 0.4
+    x = 0
+    while time.monotonic() < t_end:  # one core busy, in this process
+        x += 1
+    free = mon.free()
+    if free is None:
+        pytest.skip("no /proc/stat here")
+    # Our own busy core must not appear taken; other processes on a shared CI box may take a little.
+    assert free > mon.usable - 0.9
+
+
+def test_monitor_sees_another_busy_process():
+    if cpu._cpu_busy_seconds() is None:
+        pytest.skip("no /proc/stat here")
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<3: pass"])
+    try:
+        time.sleep(0.5)
+        free = cpu.measure_free_cores(1.0)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert free <= cpu.usable_cores() - 0.5
+
+
+def test_configure_fixed_threads_and_error():
+    before = torch.get_num_threads()
+    try:
+        plan = cpu.configure(1)
+        assert torch.get_num_threads() == 1 and plan.threads == 1 and not plan.automatic
+        assert cpu.plan() is plan and "fixed" in plan.describe()
+        with pytest.raises(ConfigError, match="--threads 0"):
+            cpu.configure(0)
+    finally:
+        torch.set_num_threads(before)
+        cpu._plan = None
+
+
+def test_cli_sets_wait_policy_before_torch_and_info_shows_it():
+    code = ("import sys; from nada.cli import main; sys.exit(main(['info', '--threads', '1']))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    line = next(ln for ln in out.stdout.splitlines() if "CPU threads" in ln)
+    assert "1 of" in line and "fixed: --threads" in line
+    code = ("import os, sys; from nada import cpu; p = cpu.configure(); import torch; "
+            "print(os.environ['OMP_WAIT_POLICY'], p.wait_policy, torch.get_num_threads() == p.threads)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    policy_env, policy, same = out.stdout.split()
+    assert policy_env.lower() == policy and same == "True"
+
+
+def test_bad_threads_on_the_command_line_is_one_line():
+    out = subprocess.run([sys.executable, "-m", "nada", "info", "--threads", "0"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "--threads 0" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("up", [1, 2])
+@pytest.mark.parametrize("noise", [True, False])
+def test_synthesis_layer_epilogue_matches_the_unfused_formulation(up, noise):
+    """The CPU layer folds demodulation, noise, bias and the lrelu gain into one addcmul and an
+    in-place lrelu; against the layer written out op by op (values and every gradient)."""
+    torch.manual_seed(0)
+    layer = SynthesisLayer(6, 5, w_dim=8, resolution=8 * up, up=up).double()
+    with torch.no_grad():
+        layer.noise_strength.fill_(0.3)
+        layer.bias.normal_()
+    res = layer.resolution
+    x = torch.randn(3, 6, res // up, res // up, dtype=torch.double, requires_grad=True)
+    w = torch.randn(3, 8, dtype=torch.double, requires_grad=True)
+    nz = torch.randn(3, 1, res, res, dtype=torch.double) if noise else None
+    mode = "random" if noise else "none"
+
+    def written_out():
+        styles = layer.affine(w)
+        scaled = nz * layer.noise_strength if noise else None
+        y = modulated_conv2d(x, layer.weight, styles, up=up, resample_filter=layer.resample_filter, noise=scaled)
+        return stylegan2_ops.bias_act(y, layer.bias, act="lrelu", impl="ref")
+
+    params = [x, w, layer.weight, layer.bias, layer.noise_strength, *layer.affine.parameters()]
+    got = layer(x, w, noise_mode=mode, noise=nz)
+    want = written_out()
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(got)
+    ga = torch.autograd.grad(got, params, g, allow_unused=True)
+    gb = torch.autograd.grad(want, params, g, allow_unused=True)
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
