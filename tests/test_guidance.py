@@ -268,3 +268,27 @@ def test_directional_loss_gradient_is_bounded_when_the_edit_is_tiny():
     delta = F.normalize(f1, dim=-1) - f0
     want = (1 - F.normalize(delta, dim=-1) @ d).mean()
     assert abs(directional_loss(f0, f1, d).item() - want.item()) < 1e-6
+
+
+def test_patch_embed_equals_the_strided_convolution_it_replaces():
+    """ViT patchify as a matmul: same values and image gradients as the conv, non-square and
+    cropped inputs included; convs with padding, bias or overlap are left alone."""
+    from torch import nn
+
+    from nada.guidance.encoder import PatchEmbed
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 7, 4, stride=4, bias=False).double()
+    assert PatchEmbed.replaces(conv)
+    assert not PatchEmbed.replaces(nn.Conv2d(3, 7, 4, stride=2, bias=False))
+    assert not PatchEmbed.replaces(nn.Conv2d(3, 7, 4, stride=4, bias=True))
+    assert not PatchEmbed.replaces(nn.Conv2d(3, 7, 4, stride=4, padding=1, bias=False))
+    pe = PatchEmbed(conv)
+    assert list(pe.state_dict()) == ["weight"] and pe.weight is conv.weight
+    for shape in [(2, 3, 16, 16), (1, 3, 18, 13)]:
+        x = torch.randn(*shape, dtype=torch.double, requires_grad=True)
+        a, b = pe(x), conv(x)
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        g = torch.randn_like(b)
+        torch.testing.assert_close(torch.autograd.grad(a, x, g)[0], torch.autograd.grad(b, x, g)[0],
+                                   rtol=1e-12, atol=1e-12)

@@ -35,6 +35,32 @@ def imagenet_templates() -> list[str]:
     return [t("{}") for t in OPENAI_IMAGENET_TEMPLATES]
 
 
+class PatchEmbed(nn.Module):
+    """A ViT's patchifying convolution (kernel = stride, no padding, no bias) as one matmul over
+    the reshaped patches: the same function, and on CPU its backward to the image is a reshape
+    of one matmul instead of oneDNN's slow strided-conv backward (docs/speed.md). Keeps the
+    parameter name ``weight``, so state dicts are unchanged."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.weight = conv.weight
+        self.patch = conv.kernel_size[0]
+
+    @staticmethod
+    def replaces(conv: nn.Module) -> bool:
+        return (isinstance(conv, nn.Conv2d) and conv.bias is None and conv.groups == 1
+                and conv.kernel_size[0] == conv.kernel_size[1] == conv.stride[0] == conv.stride[1]
+                and conv.padding in ((0, 0), 0) and conv.dilation == (1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        p = self.patch
+        gh, gw = h // p, w // p
+        x = x[:, :, : gh * p, : gw * p].reshape(n, c, gh, p, gw, p).permute(0, 2, 4, 1, 3, 5)
+        out = x.reshape(n * gh * gw, c * p * p) @ self.weight.reshape(self.weight.shape[0], -1).t().to(x.dtype)
+        return out.reshape(n, gh, gw, -1).permute(0, 3, 1, 2)
+
+
 class ClipEncoder(nn.Module):
     """A frozen CLIP model with its preprocessing, prompt templates and text-feature cache."""
 
@@ -52,6 +78,9 @@ class ClipEncoder(nn.Module):
         super().__init__()
         self.spec = spec
         self.model = model.eval().requires_grad_(False)
+        visual = getattr(self.model, "visual", None)
+        if visual is not None and PatchEmbed.replaces(getattr(visual, "conv1", None)):
+            visual.conv1 = PatchEmbed(visual.conv1)
         self.tokenize = tokenize
         self.image_size = int(image_size)
         self.mean = tuple(float(v) for v in mean)

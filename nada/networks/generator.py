@@ -20,6 +20,10 @@ from .layers import (
     normalize_2nd_moment,
 )
 
+# On CPU, feature maps from this resolution up are kept channels-last (NHWC): oneDNN's
+# convolutions, above all the transposed up-sampling ones, skip their layout reorders there.
+CHANNELS_LAST_MIN_RES = 32
+
 
 @dataclass(frozen=True)
 class LayerRef:
@@ -218,6 +222,8 @@ class SynthesisNetwork(nn.Module):
                 continue
             if res == 4:
                 x = block.const.to(ws.dtype).unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
+            if x.device.type == "cpu" and res >= CHANNELS_LAST_MIN_RES:
+                x = x.contiguous(memory_format=torch.channels_last)
             for conv in block.conv_names():
                 layer = getattr(block, conv)
                 x = layer(x, ws[:, w_idx], noise_mode, noise.get(f"b{res}.{conv}"), generator)
