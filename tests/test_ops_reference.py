@@ -255,7 +255,8 @@ def test_status_report_lines():
 
 
 def test_separable_fast_path_is_taken_and_agrees_with_the_convolution_path(monkeypatch):
-    """setup_filter([1,3,3,1]) is 2-D rank-1: the CPU path must split it, and match conv exactly."""
+    """setup_filter([1,3,3,1]) is 2-D rank-1: the CPU path must split it when it resamples, and
+    match conv exactly."""
     from stylegan2_ops import _separable
 
     f = ops.setup_filter([1, 3, 3, 1]).double()
@@ -273,7 +274,8 @@ def test_separable_fast_path_is_taken_and_agrees_with_the_convolution_path(monke
         monkeypatch.undo()
         monkeypatch.setattr(_separable, "upfirdn2d_separable", lambda *a: calls.append(1) or real(*a))
         assert (fast - slow).abs().max().item() < 1e-12, kw
-    assert len(calls) == len(cases)
+    # plain filtering of a small map is one depthwise convolution (faster there), not shifted adds
+    assert len(calls) == len(cases) - 1
 
 
 @pytest.mark.parametrize("kw", [dict(up=2, padding=[2, 1, 2, 1], gain=4), dict(down=2, padding=1),
