@@ -13,8 +13,8 @@ from PIL import Image
 
 from nada.errors import ModelNotFoundError
 from nada.guidance import (
-    CLIPGuidance,
     ClipEncoder,
+    CLIPGuidance,
     clip_preprocess,
     directional_loss,
     embedding_norm_loss,
@@ -292,3 +292,51 @@ def test_patch_embed_equals_the_strided_convolution_it_replaces():
         g = torch.randn_like(b)
         torch.testing.assert_close(torch.autograd.grad(a, x, g)[0], torch.autograd.grad(b, x, g)[0],
                                    rtol=1e-12, atol=1e-12)
+
+
+def test_self_attention_equals_multihead_attention_and_falls_back_otherwise():
+    """Self-attention rewritten around SDPA: values and gradients of nn.MultiheadAttention, with
+    and without an additive mask; cross-attention and boolean masks use the module itself."""
+    from torch import nn
+
+    from nada.guidance.encoder import SelfAttention
+
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(16, 4, batch_first=True).double()
+    assert SelfAttention.replaces(mha) and not SelfAttention.replaces(nn.MultiheadAttention(16, 4))
+    sa = SelfAttention(mha)
+    assert sorted(sa.state_dict()) == sorted(mha.state_dict())
+    x = torch.randn(3, 7, 16, dtype=torch.double, requires_grad=True)
+    causal = torch.full((7, 7), float("-inf"), dtype=torch.double).triu(1)
+    for mask in (None, causal):
+        a = sa(x, x, x, need_weights=False, attn_mask=mask)[0]
+        b = mha(x, x, x, need_weights=False, attn_mask=mask)[0]
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+        g = torch.randn_like(a)
+        torch.testing.assert_close(torch.autograd.grad(a, x, g)[0], torch.autograd.grad(b, x, g)[0],
+                                   rtol=1e-10, atol=1e-12)
+    y = torch.randn(3, 5, 16, dtype=torch.double)
+    torch.testing.assert_close(sa(x, y, y)[0], mha(x, y, y, need_weights=False)[0])
+    boolean = torch.ones(7, 7, dtype=torch.bool).triu(1)
+    torch.testing.assert_close(sa(x, x, x, attn_mask=boolean)[0], mha(x, x, x, need_weights=False, attn_mask=boolean)[0])
+
+
+def test_shapes_clip_features_unchanged_by_the_faster_towers():
+    """The shipped shapes CLIP as loaded (towers swapped) against open_clip's own modules."""
+    from nada.guidance import load_clip
+    from nada.guidance.encoder import PatchEmbed, SelfAttention
+    from nada.guidance.preprocess import clip_preprocess
+    from nada.shapes.clip_model import fine_dir, load_shapes_clip
+
+    enc = load_clip("shapes-fine", torch.device("cpu"))
+    assert isinstance(enc.model.visual.conv1, PatchEmbed)
+    assert sum(isinstance(m, SelfAttention) for m in enc.model.modules()) >= 3
+    raw = load_shapes_clip(path=fine_dir()).model.eval()
+    assert not any(isinstance(m, (PatchEmbed, SelfAttention)) for m in raw.modules())
+    img = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        want = raw.encode_image(clip_preprocess(img, enc.image_size, enc.mean, enc.std)).float()
+        got = enc.encode_image(img)
+        tokens = enc.tokenize(["a sketch of a star"])
+        torch.testing.assert_close(enc.model.encode_text(tokens), raw.encode_text(tokens), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

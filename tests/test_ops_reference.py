@@ -12,8 +12,7 @@ from torch.nn import functional as F
 
 import stylegan2_ops as ops
 from stylegan2_ops import _cuda_ops
-from stylegan2_ops.upfirdn2d import _parse_padding, _upfirdn2d_ref
-
+from stylegan2_ops.upfirdn2d import _upfirdn2d_ref
 
 # ------------------------------------------------------------------------------------------
 # The naive formulation: explicit zero insertion, F.pad (crop for negatives), a full 2-D

@@ -61,6 +61,51 @@ class PatchEmbed(nn.Module):
         return out.reshape(n, gh, gw, -1).permute(0, 3, 1, 2)
 
 
+class SelfAttention(nn.Module):
+    """A batch-first ``nn.MultiheadAttention`` used as self-attention, computed with one input
+    projection on the contiguous [N, L, D] tokens and ``scaled_dot_product_attention``: the same
+    function, without the module's sequence-first transposes, whose projections PyTorch runs as
+    batched matmuls over a broadcast weight on CPU (docs/speed.md). Same parameter names; any
+    other use (cross-attention, boolean masks) goes to the original module."""
+
+    def __init__(self, mha: nn.MultiheadAttention):
+        super().__init__()
+        self.in_proj_weight = mha.in_proj_weight
+        self.in_proj_bias = mha.in_proj_bias
+        self.out_proj = mha.out_proj
+        self.num_heads = mha.num_heads
+        self._mha = [mha]  # not a submodule: its parameters are ours already
+
+    @staticmethod
+    def replaces(mha: nn.Module) -> bool:
+        return (isinstance(mha, nn.MultiheadAttention) and mha.batch_first and mha._qkv_same_embed_dim
+                and mha.in_proj_bias is not None and mha.bias_k is None and not mha.add_zero_attn
+                and mha.dropout == 0.0)
+
+    def forward(self, query, key, value, need_weights=False, attn_mask=None, **kwargs):
+        if (query is not key or key is not value or need_weights or kwargs or query.ndim != 3
+                or (attn_mask is not None and attn_mask.dtype == torch.bool)):
+            return self._mha[0](query, key, value, need_weights=need_weights, attn_mask=attn_mask, **kwargs)
+        n, length, d = query.shape
+        h = self.num_heads
+        qkv = F.linear(query, self.in_proj_weight, self.in_proj_bias)
+        q, k, v = qkv.view(n, length, 3, h, d // h).permute(2, 0, 3, 1, 4).unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.out_proj(out.transpose(1, 2).reshape(n, length, d)), None
+
+
+def _speed_up_towers(model: nn.Module) -> None:
+    """Swap a ViT's patchify conv and self-attention modules for :class:`PatchEmbed` and
+    :class:`SelfAttention` (same functions and parameter names, faster on CPU)."""
+    visual = getattr(model, "visual", None)
+    if visual is not None and PatchEmbed.replaces(getattr(visual, "conv1", None)):
+        visual.conv1 = PatchEmbed(visual.conv1)
+    for module in list(model.modules()):
+        attn = getattr(module, "attn", None)
+        if SelfAttention.replaces(attn):
+            module.attn = SelfAttention(attn)
+
+
 class ClipEncoder(nn.Module):
     """A frozen CLIP model with its preprocessing, prompt templates and text-feature cache."""
 
@@ -78,9 +123,7 @@ class ClipEncoder(nn.Module):
         super().__init__()
         self.spec = spec
         self.model = model.eval().requires_grad_(False)
-        visual = getattr(self.model, "visual", None)
-        if visual is not None and PatchEmbed.replaces(getattr(visual, "conv1", None)):
-            visual.conv1 = PatchEmbed(visual.conv1)
+        _speed_up_towers(self.model)
         self.tokenize = tokenize
         self.image_size = int(image_size)
         self.mean = tuple(float(v) for v in mean)
