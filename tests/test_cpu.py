@@ -113,3 +113,24 @@ def test_synthesis_layer_epilogue_matches_the_unfused_formulation(up, noise):
     gb = torch.autograd.grad(want, params, g, allow_unused=True)
     for a, b in zip(ga, gb):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_command_started_beside_busy_processes_sleeps_instead_of_spinning():
+    """`nada info` (a command whose parser loads torch) started while other processes keep every
+    core busy: the wait policy is chosen before torch loads, so it is really passive."""
+    if cpu._cpu_busy_seconds() is None:
+        pytest.skip("no /proc/stat here")
+    spin = "import time\nt=time.time()\nwhile time.time()-t<20: pass"
+    busy = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(cpu.usable_cores())]
+    try:
+        time.sleep(0.5)
+        code = ("import os, sys; from nada.cli import main; rc = main(['info']); "
+                "print('ENV', os.environ.get('OMP_WAIT_POLICY')); sys.exit(rc)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    finally:
+        for b in busy:
+            b.kill()
+            b.wait()
+    assert out.returncode == 0, out.stderr
+    line = next(ln for ln in out.stdout.splitlines() if "CPU threads" in ln)
+    assert "OpenMP wait passive" in line and "ENV PASSIVE" in out.stdout

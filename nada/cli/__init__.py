@@ -67,7 +67,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _early_threads(argv: list[str]) -> tuple[str | None, int | None, bool]:
+    """(command, --threads value, readable) from the raw arguments: the CPU runtime must be set
+    up before torch loads, and building the parser loads it (the subcommands import the
+    library). Unreadable values are left to argparse to report."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    threads, readable = None, True
+    for i, a in enumerate(argv):
+        value = a.split("=", 1)[1] if a.startswith("--threads=") else (
+            argv[i + 1] if a == "--threads" and i + 1 < len(argv) else None)
+        if value is not None:
+            try:
+                threads = int(value)
+            except ValueError:
+                readable = False
+    return command, threads, readable
+
+
 def main(argv: list[str] | None = None) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    command, threads, readable = _early_threads(raw)
+    configured = False
+    if command in _COMMANDS and command not in _NO_COMPUTE and readable and not {"-h", "--help"} & set(raw):
+        from .. import cpu
+
+        try:
+            cpu.configure(threads)
+            configured = True
+        except NadaError as exc:
+            print(f"nada {command}: error: {exc}", file=sys.stderr)
+            return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -78,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        if args.command not in _NO_COMPUTE:
+        if args.command not in _NO_COMPUTE and not configured:
             from .. import cpu
 
             cpu.configure(getattr(args, "threads", None))
