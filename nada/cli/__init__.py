@@ -103,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if configured:
+        from .. import cpu
+
+        logging.getLogger("nada.cpu").debug("CPU runtime: %s", cpu.plan().describe())
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
