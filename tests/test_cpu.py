@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -24,17 +25,19 @@ def test_threads_for_rounds_free_cores_and_keeps_one():
     assert cpu.threads_for(7.9, 4) == 4
 
 
-def test_monitor_does_not_count_this_process_as_others():
+def test_monitor_does_not_count_this_process_as_others(monkeypatch):
+    """free = usable - (machine busy time - this process's own) / wall time, from fake readings."""
+    clock = iter([0.0, 2.0, 2.0, 4.0])
+    busy = iter([100.0, 103.0, 103.0, 104.0])   # the machine: 3 then 1 busy core-seconds
+    own = iter([10.0, 13.0, 13.0, 13.0])        # ours: all of the first 3, none of the last
+    monkeypatch.setattr(cpu.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(cpu, "_cpu_busy_seconds", lambda: next(busy))
+    monkeypatch.setattr(cpu, "_own_seconds", lambda: next(own))
+    monkeypatch.setattr(cpu, "usable_cores", lambda: 2)
     mon = cpu.FreeCoreMonitor()
-    t_end = time.monotonic() + 0.4
-    x = 0
-    while time.monotonic() < t_end:  # one core busy, in this process
-        x += 1
-    free = mon.free()
-    if free is None:
-        pytest.skip("no /proc/stat here")
-    # Our own busy core must not appear taken; other processes on a shared CI box may take a little.
-    assert free > mon.usable - 0.9
+    assert mon.free() == pytest.approx(2.0)     # only we were busy
+    mon._last = mon._read()
+    assert mon.free() == pytest.approx(1.5)     # others used 1 core-second over 2 s
 
 
 def test_monitor_sees_another_busy_process():
@@ -70,10 +73,11 @@ def test_cli_sets_wait_policy_before_torch_and_info_shows_it():
     line = next(ln for ln in out.stdout.splitlines() if "CPU threads" in ln)
     assert "1 of" in line and "fixed: --threads" in line
     code = ("import os, sys; from nada import cpu; p = cpu.configure(); import torch; "
-            "print(os.environ['OMP_WAIT_POLICY'], p.wait_policy, torch.get_num_threads() == p.threads)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    policy_env, policy, same = out.stdout.split()
-    assert policy_env.lower() == policy and same == "True"
+            "print(os.environ['OMP_WAIT_POLICY'], p.wait_policy, torch.get_num_threads() == p.threads, p.automatic)")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    policy_env, policy, same, automatic = out.stdout.split()
+    assert policy_env.lower() == policy and same == "True" and automatic == "True"
 
 
 def test_bad_threads_on_the_command_line_is_one_line():
@@ -126,7 +130,8 @@ def test_command_started_beside_busy_processes_sleeps_instead_of_spinning():
         time.sleep(0.5)
         code = ("import os, sys; from nada.cli import main; rc = main(['info']); "
                 "print('ENV', os.environ.get('OMP_WAIT_POLICY')); sys.exit(rc)")
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     finally:
         for b in busy:
             b.kill()
@@ -134,3 +139,30 @@ def test_command_started_beside_busy_processes_sleeps_instead_of_spinning():
     assert out.returncode == 0, out.stderr
     line = next(ln for ln in out.stdout.splitlines() if "CPU threads" in ln)
     assert "OpenMP wait passive" in line and "ENV PASSIVE" in out.stdout
+
+
+def test_governor_follows_the_free_cores_only_when_automatic_and_spinning(monkeypatch):
+    class Stub:
+        def __init__(self, values):
+            self.values = list(values)
+
+        def free(self):
+            return self.values.pop(0)
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(cpu, "RECHECK_S", 0.0)
+        cpu._plan = cpu.CpuPlan(2, 2, 2.0, "active", True, "test")
+        cpu._monitor = Stub([0.4, 0.6, 1.9])
+        gov = cpu.ThreadGovernor()
+        assert gov.tick() == 1 and torch.get_num_threads() == 1  # another job took the cores
+        assert gov.tick() is None and cpu._plan.threads == 1     # still busy: no change
+        assert gov.tick() == 2 and torch.get_num_threads() == 2  # it ended
+        cpu._plan = cpu.CpuPlan(2, 2, 0.1, "passive", True, "test")
+        cpu._monitor = Stub([0.0])
+        assert cpu.ThreadGovernor().tick() is None                 # sleeping threads keep every core
+        cpu._plan = cpu.CpuPlan(2, 2, None, "active", False, "--threads")
+        assert cpu.ThreadGovernor().tick() is None                 # a fixed count is never changed
+    finally:
+        cpu._plan = cpu._monitor = None
+        torch.set_num_threads(before)
