@@ -20,11 +20,14 @@ from .layers import (
     normalize_2nd_moment,
 )
 
-# On CPU, narrow feature maps from 32 px up are kept channels-last (NHWC): oneDNN's convolutions,
-# above all the transposed up-sampling ones, skip their layout reorders there. Measured
-# (docs/speed.md): a shapes-world step (batch 16, 32-64 channels) 10 % faster; at 256² (batch 2,
-# 128-512 channels) NHWC made forward+backward 6-14 % slower, so wide maps stay NCHW.
+# On CPU, small narrow feature maps (32-64 px, at most 64 channels: the shapes generator's) are
+# kept channels-last (NHWC): oneDNN's convolutions, above all the transposed up-sampling ones,
+# skip their layout reorders there. Measured (docs/speed.md): a shapes-world step (batch 16)
+# 10 % faster; NHWC made forward+backward slower for wide maps at 256² (batch 2, 128-512
+# channels: 6-14 %) and for the narrow 512-1024 px maps of config-f (1.13x NVIDIA's time
+# against 0.9x in NCHW), so those stay NCHW.
 CHANNELS_LAST_MIN_RES = 32
+CHANNELS_LAST_MAX_RES = 64
 CHANNELS_LAST_MAX_CHANNELS = 64
 
 
@@ -226,7 +229,8 @@ class SynthesisNetwork(nn.Module):
             if res == 4:
                 x = block.const.to(ws.dtype).unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
             if x.device.type == "cpu":
-                nhwc = res >= CHANNELS_LAST_MIN_RES and x.shape[1] <= CHANNELS_LAST_MAX_CHANNELS
+                nhwc = (CHANNELS_LAST_MIN_RES <= res <= CHANNELS_LAST_MAX_RES
+                        and x.shape[1] <= CHANNELS_LAST_MAX_CHANNELS)
                 x = x.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
             for conv in block.conv_names():
                 layer = getattr(block, conv)
