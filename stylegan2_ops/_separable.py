@@ -112,44 +112,23 @@ def _channels_last(x: torch.Tensor) -> bool:
     return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
-def _forward_nhwc(x: torch.Tensor, px: AxisParams, py: AxisParams) -> torch.Tensor:
-    """The same op on NHWC storage: the axes are dims 1 and 2 of the [N, H, W, C] view, each
-    shifted slice a run of whole pixels, blocks over N; the result is NHWC as well."""
-    n, c, h, w = x.shape
-    oh, plan_y = _axis_terms(h, py)
-    ow, plan_x = _axis_terms(w, px)
-    flat = x.permute(0, 2, 3, 1)
-    out = torch.empty((n, oh, ow, c), dtype=x.dtype, device=x.device)
-    y_first = oh * w <= h * ow
-    mid_hw = (oh, w) if y_first else (h, ow)
-    rows = max(1, BLOCK_BYTES // max(1, h * w * c * x.element_size()))
-    mid = torch.empty((min(rows, n),) + mid_hw + (c,), dtype=x.dtype, device=x.device)
-    for s in range(0, n, rows):
-        blk, dst = flat[s: s + rows], out[s: s + rows]
-        tmp = mid[: blk.shape[0]]
-        if y_first:
-            _run_axis(tmp, blk, 1, oh, plan_y)
-            _run_axis(dst, tmp, 2, ow, plan_x)
-        else:
-            _run_axis(tmp, blk, 2, ow, plan_x)
-            _run_axis(dst, tmp, 1, oh, plan_y)
-    return out.permute(0, 3, 1, 2)
-
-
 def _forward(x: torch.Tensor, px: AxisParams, py: AxisParams) -> torch.Tensor:
-    if _channels_last(x):
-        return _forward_nhwc(x, px, py)
     n, c, h, w = x.shape
     oh, plan_y = _axis_terms(h, py)
     ow, plan_x = _axis_terms(w, px)
-    flat = x.reshape(n * c, h, w)
-    out = torch.empty((n * c, oh, ow), dtype=x.dtype, device=x.device)
+    # The axes are dims 1 and 2 of a view whose dim 0 is cut into cache blocks: [N*C, H, W] for
+    # NCHW storage; for NHWC, [N, H, W, C] (each shifted slice a run of whole pixels), whose
+    # result is NHWC as well.
+    nhwc = _channels_last(x)
+    flat = x.permute(0, 2, 3, 1) if nhwc else x.reshape(n * c, h, w)
+    trail = (c,) if nhwc else ()
+    out = torch.empty((flat.shape[0], oh, ow) + trail, dtype=x.dtype, device=x.device)
     # Filter the axis that shrinks the data most first.
     y_first = oh * w <= h * ow
     mid_hw = (oh, w) if y_first else (h, ow)
-    rows = max(1, BLOCK_BYTES // max(1, h * w * x.element_size()))
-    mid = torch.empty((min(rows, n * c),) + mid_hw, dtype=x.dtype, device=x.device)
-    for s in range(0, n * c, rows):  # cache blocks over the flattened N*C axis
+    rows = max(1, BLOCK_BYTES // max(1, flat[0].numel() * x.element_size()))
+    mid = torch.empty((min(rows, flat.shape[0]),) + mid_hw + trail, dtype=x.dtype, device=x.device)
+    for s in range(0, flat.shape[0], rows):  # cache blocks over dim 0
         blk, dst = flat[s: s + rows], out[s: s + rows]
         tmp = mid[: blk.shape[0]]
         if y_first:
@@ -158,7 +137,7 @@ def _forward(x: torch.Tensor, px: AxisParams, py: AxisParams) -> torch.Tensor:
         else:
             _run_axis(tmp, blk, 2, ow, plan_x)
             _run_axis(dst, tmp, 1, oh, plan_y)
-    return out.reshape(n, c, oh, ow)
+    return out.permute(0, 3, 1, 2) if nhwc else out.reshape(n, c, oh, ow)
 
 
 def _adjoint(p: AxisParams, n_in: int, n_out: int) -> AxisParams:
