@@ -112,19 +112,6 @@ def _dwconv_wins(x: torch.Tensor) -> bool:
     return _separable._channels_last(x) or x.shape[2] * x.shape[3] <= DWCONV_MAX_NCHW_PIXELS
 
 
-def _filter_dwconv(x, g, padding):
-    """Filter (correlation kernel ``g``) with one depthwise convolution, padding folded into the
-    convolution where it is symmetric and not a crop."""
-    px0, px1, py0, py1 = padding
-    c = x.shape[1]
-    weight = g[None, None].expand(c, 1, *g.shape).contiguous()
-    if _separable._channels_last(x):
-        weight = weight.contiguous(memory_format=torch.channels_last)
-    if px0 == px1 >= 0 and py0 == py1 >= 0:
-        return F.conv2d(x, weight, padding=(py0, px0), groups=c)
-    return F.conv2d(_pad_or_crop(x, px0, px1, py0, py1), weight, groups=c)
-
-
 def _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
     """Reference path: depthwise (transposed) convolutions, no zero-inserted tensors.
 
@@ -152,15 +139,19 @@ def _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
                 f"upfirdn2d output would be empty along {axis}: size {size}, up {u}, padding "
                 f"({p0}, {p1}), filter {fw if axis == 'width' else fh} taps"
             )
-    if x.device.type == "cpu" and upx == upy == downx == downy == 1 and _dwconv_wins(x):
-        return _filter_dwconv(x, g, padding)
-    if x.device.type == "cpu" and not f_taps.requires_grad and _separable.supported(up, down):
+    filter_only = upx == upy == downx == downy == 1
+    if (x.device.type == "cpu" and not (filter_only and _dwconv_wins(x))
+            and not f_taps.requires_grad and _separable.supported(up, down)):
         taps = _separable.split_separable(f_taps, 1.0, flip_filter)  # gain is already in f
         if taps is not None:
             return _separable.upfirdn2d_separable(x, taps[0], taps[1], up, down, padding)
     if upx == 1 and upy == 1:
-        x = _pad_or_crop(x, px0, px1, py0, py1)
         weight = g[None, None].expand(c, 1, fh, fw)
+        if _separable._channels_last(x):  # keep NHWC storage through oneDNN's depthwise conv
+            weight = weight.contiguous(memory_format=torch.channels_last)
+        if px0 == px1 >= 0 and py0 == py1 >= 0:  # symmetric padding folded into the conv
+            return F.conv2d(x, weight, stride=(downy, downx), padding=(py0, px0), groups=c)
+        x = _pad_or_crop(x, px0, px1, py0, py1)
         return F.conv2d(x, weight, stride=(downy, downx), groups=c)
     weight = g.flip([0, 1])[None, None].expand(c, 1, fh, fw)  # conv_transpose flips again
     x = F.conv_transpose2d(x, weight, stride=(upy, upx), groups=c)

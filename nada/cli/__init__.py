@@ -87,13 +87,11 @@ def _early_threads(argv: list[str]) -> tuple[str | None, int | None, bool]:
 def main(argv: list[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     command, threads, readable = _early_threads(raw)
-    configured = False
-    if command in _COMMANDS and command not in _NO_COMPUTE and readable and not {"-h", "--help"} & set(raw):
-        from .. import cpu
+    from .. import cpu  # light: no torch
 
+    if command in _COMMANDS and command not in _NO_COMPUTE and readable and not {"-h", "--help"} & set(raw):
         try:
             cpu.configure(threads)
-            configured = True
         except NadaError as exc:
             print(f"nada {command}: error: {exc}", file=sys.stderr)
             return 2
@@ -103,18 +101,14 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    if configured:
-        from .. import cpu
-
-        logging.getLogger("nada.cpu").debug("CPU runtime: %s", cpu.plan().describe())
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
     try:
-        if args.command not in _NO_COMPUTE and not configured:
-            from .. import cpu
-
+        if args.command not in _NO_COMPUTE and cpu.plan() is None:  # the early read missed it
             cpu.configure(getattr(args, "threads", None))
+        if cpu.plan() is not None:
+            logging.getLogger("nada.cpu").debug("CPU runtime: %s", cpu.plan().describe())
         return int(args.func(args) or 0)
     except NadaError as exc:
         print(f"nada {args.command}: error: {exc}", file=sys.stderr)
