@@ -121,9 +121,6 @@ class ClipObjective:
     def losses(self, frozen_img: torch.Tensor, train_img: torch.Tensor, weights: dict[str, float],
                rng: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Unweighted terms for each positive weight; ``rng`` (CPU) places the patches."""
-        from ..guidance.losses import (
-            directional_loss, embedding_norm_loss, global_clip_loss, manifold_angle_loss, random_patches)
-
         need = {k for k, w in weights.items() if w > 0}
         whole_images = bool(need - {"patch"})  # the patch term encodes its own crops
         feats = []
@@ -134,6 +131,26 @@ class ClipObjective:
             with torch.no_grad():
                 f0 = enc.encode_image(frozen_img).float()
             feats.append((f0, enc.encode_image(train_img).float()))
+        return self.losses_from_features(feats, frozen_img, train_img, weights, rng)
+
+    def needs_features(self, weights: dict[str, float]) -> bool:
+        """Whether :meth:`losses` encodes the whole images (every term but the patch one does)."""
+        return bool({k for k, w in weights.items() if w > 0} - {"patch"})
+
+    def losses_from_features(self, feats: list, frozen_img: torch.Tensor, train_img: torch.Tensor,
+                             weights: dict[str, float], rng: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """:meth:`losses` from the encoders' features already computed: per encoder ``(frozen,
+        trained)`` features, or None for a zero-weight encoder (``train-many`` encodes the
+        frozen images once for all its domains)."""
+        from ..guidance.losses import (
+            directional_loss,
+            embedding_norm_loss,
+            global_clip_loss,
+            manifold_angle_loss,
+            random_patches,
+        )
+
+        need = {k for k, w in weights.items() if w > 0}
 
         def pick(fn):
             total = None
@@ -171,7 +188,6 @@ class ClipObjective:
 def load_style_images(folder: str, device: torch.device | None = None) -> torch.Tensor:
     """Every image in ``folder`` as one [N, 3, S, S] tensor in [-1, 1] (S = the smallest side
     found, images centre-cropped square); a file that does not decode is named in the error."""
-    from pathlib import Path
 
     import numpy as np
     from PIL import Image, UnidentifiedImageError

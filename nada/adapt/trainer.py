@@ -94,9 +94,12 @@ def check_style_dir(path: str) -> list[Path]:
     return files
 
 
-def prepare(cfg: TrainConfig, objective: Objective | None = None) -> Prepared:
+def prepare(cfg: TrainConfig, objective: Objective | None = None,
+            generators: dict[str, Any] | None = None) -> Prepared:
     """Resolve and load everything a run needs, raising one clear error for the first problem:
-    run directory, device, generator(s), layer spec, style folder, CLIP models, prompt words."""
+    run directory, device, generator(s), layer spec, style folder, CLIP models, prompt words.
+    ``generators`` (path → loaded generator) lets several runs share one load (``train-many``):
+    the frozen twin is never written, the trainable one is a copy."""
     from ..checkpoints import load_generator
     from ..device import resolve_device
     from ..hub import resolve_generator
@@ -114,7 +117,12 @@ def prepare(cfg: TrainConfig, objective: Objective | None = None) -> Prepared:
 
         parse_target(cfg.target)  # the final evaluation must know the target style or colour
     gen_path = resolve_generator(cfg.generator)
-    loaded = load_generator(gen_path, device=device)
+    key = f"{gen_path}@{device}"
+    loaded = generators.get(key) if generators is not None else None
+    if loaded is None:
+        loaded = load_generator(gen_path, device=device)
+        if generators is not None:
+            generators[key] = loaded
     G = loaded.generator
     train_syn = None
     if cfg.train_generator is not None:
@@ -354,6 +362,11 @@ class Trainer:
         result.iterations = self.iteration
         if result.interrupted:
             return result
+        return self.finish(result)
+
+    def finish(self, result: RunResult) -> RunResult:
+        """The end of a completed run: resumable state, final grids, the product, the evaluation."""
+        cfg = self.cfg
         self.save_resumable()
         self.sample_grid(f"iter_{self.iteration:06d}")
         self.hooks.sample(self.sample_grid("final"))

@@ -14,6 +14,7 @@ from ..errors import NadaError
 # subcommand name -> module (inside nada.cli) that registers and runs it
 _COMMANDS = {
     "train": "train",
+    "train-many": "train_many",
     "eval": "evaluate",
     "generate": "generate",
     "convert": "convert",

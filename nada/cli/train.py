@@ -15,7 +15,6 @@ def _k(text: str) -> int | str:
 
 
 def register(sub, name: str) -> None:
-    from ..adapt.config import PRESETS
 
     p = sub.add_parser(
         name,
@@ -29,7 +28,18 @@ def register(sub, name: str) -> None:
             "explicit options win over the preset."
         ),
     )
-    a = p.add_argument
+    add_train_options(p)
+    p.set_defaults(func=run, parser=p)
+
+
+def add_train_options(p: argparse.ArgumentParser, skip: frozenset[str] = frozenset()) -> None:
+    """Every option of ``nada train`` (``train-many`` shares them, less those in ``skip``)."""
+    from ..adapt.config import PRESETS
+
+    def a(*flags, **kw):
+        if flags[0].lstrip("-").replace("-", "_") not in skip:
+            p.add_argument(*flags, **kw)
+
     a("--source", default="photo", help="source-domain text (default: photo, as the official examples)")
     a("--target", default=None, help="target-domain text, e.g. sketch (this or --style-images is required)")
     a("--style-images", default=None, metavar="DIR", help="folder of target-style images instead of --target")
@@ -99,7 +109,6 @@ def register(sub, name: str) -> None:
     a("--seed", type=int, default=0, help="seed of every random draw (default: 0)")
     a("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     a("--quiet", action="store_true", help="no progress bar, log lines only")
-    p.set_defaults(func=run, parser=p)
 
 
 # What --resume may change; every other option belongs to the run (its config.json).
@@ -135,10 +144,16 @@ def config_from_args(args: argparse.Namespace):
             if getattr(args, opt) != args.parser.get_default(opt):
                 changes[key] = getattr(args, opt)
         return saved.replace(**changes)
+    return TrainConfig.from_preset(args.preset, **train_options(args))
+
+
+def train_options(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields the options give (unset optional ones left out, so that the
+    recipe or the preset fills them)."""
     kw = dict(
         out=args.out, overwrite=args.overwrite, generator=args.generator, train_generator=args.train_generator,
         clip=tuple(args.clip or ()), clip_weights=tuple(args.clip_weights or ()), source=args.source,
-        target=args.target, style_images=args.style_images, lr=args.lr, adapter=args.adapter,
+        target=getattr(args, "target", None), style_images=getattr(args, "style_images", None), lr=args.lr, adapter=args.adapter,
         truncation=args.truncation, noise_mode=args.noise_mode, seed=args.seed, layers=args.layers,
         lambda_direction=args.lambda_direction, lambda_global=args.lambda_global, lambda_norm=args.lambda_norm,
         lambda_manifold=args.lambda_manifold, lambda_patch=args.lambda_patch, sample_every=args.sample_every,
@@ -149,7 +164,7 @@ def config_from_args(args: argparse.Namespace):
                     auto_layer_k=args.auto_layer_k, auto_layer_iters=args.auto_layer_iters,
                     auto_layer_batch=args.auto_layer_batch, auto_layer_every=args.auto_layer_every)
     kw.update({k: v for k, v in optional.items() if v is not None})
-    return TrainConfig.from_preset(args.preset, **kw)
+    return kw
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,114 @@
+"""Running under ``torchrun``: the process group from torchrun's environment (gloo on CPU, NCCL
+on CUDA), and ``train-many`` sharded across its ranks."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from ..errors import ConfigError, NadaError
+
+log = logging.getLogger(__name__)
+
+# Collectives give up after this long (a rank that died, a node that never joined); torchrun's
+# agent also stops the other ranks when one fails. NADA_DIST_TIMEOUT (seconds) overrides it.
+DEFAULT_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int
+    world: int
+    local_rank: int
+    backend: str
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def world_from_env() -> int:
+    """WORLD_SIZE as torchrun sets it (1 outside torchrun); a malformed value is a clear error."""
+    text = os.environ.get("WORLD_SIZE", "1")
+    try:
+        return max(1, int(text))
+    except ValueError:
+        raise ConfigError(f"WORLD_SIZE={text!r} is not a number", "run under torchrun, or unset WORLD_SIZE") from None
+
+
+def init_from_env(device: str = "auto") -> DistContext | None:
+    """Join torchrun's process group (None outside torchrun). The backend follows the device:
+    NCCL for CUDA (each rank on ``cuda:LOCAL_RANK``), gloo for CPU."""
+    world = world_from_env()
+    if world == 1:
+        return None
+    import torch
+    import torch.distributed as dist
+
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    backend = "nccl" if cuda else "gloo"
+    if cuda:
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        timeout = float(os.environ.get("NADA_DIST_TIMEOUT", DEFAULT_TIMEOUT_S))
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout))
+    return DistContext(rank, world, local, backend)
+
+
+def rank_device(ctx: DistContext, device: str) -> str:
+    """The device a rank uses: its own GPU for ``auto``/``cuda``, as given otherwise."""
+    return f"cuda:{ctx.local_rank}" if ctx.backend == "nccl" and device in ("auto", "cuda") else device
+
+
+def broadcast_error(ctx: DistContext, error: str | None) -> None:
+    """Rank 0's set-up error, raised on every rank (so none waits for a rank that gave up)."""
+    import torch.distributed as dist
+
+    box = [error]
+    dist.broadcast_object_list(box, src=0)
+    if box[0] is not None:
+        raise ConfigError(box[0])
+
+
+def train_many_distributed(ctx: DistContext, cfgs: Sequence, out: str | Path, names=None, resume=False,
+                           overwrite=False, quiet=False):
+    """:func:`nada.adapt.many.train_many` with domain i on rank ``i % world``: rank 0 checks and
+    writes the job folder first, every rank trains its domains into their own run directories,
+    rank 0 gathers every outcome and writes the summary. Returns the whole job's result on rank
+    0, the rank's own part elsewhere."""
+    import torch.distributed as dist
+
+    from . import many
+
+    out = Path(out)
+    error = None
+    if ctx.is_main:
+        try:
+            many.check_job_dir(out, resume, overwrite)
+            if not resume:
+                if not cfgs:
+                    raise ConfigError("no targets", "pass --targets a,b,c or --targets-file FILE")
+                names = list(names) if names is not None else many.domain_names([c.target for c in cfgs])
+                job = [c.replace(out=str(out / n)) for n, c in zip(names, cfgs)]
+                many.write_job(out, names, job, overwrite)
+        except NadaError as exc:
+            error = str(exc)
+    broadcast_error(ctx, error)
+    result = many.train_many(cfgs, out, names=None, resume=True, quiet=quiet or not ctx.is_main,
+                             shard=(ctx.rank, ctx.world))
+    gathered: list = [None] * ctx.world
+    mine = [(i, o) for i, o in enumerate(result.outcomes) if i % ctx.world == ctx.rank]
+    dist.all_gather_object(gathered, mine)
+    if ctx.is_main:
+        for part in gathered:
+            for i, o in part:
+                result.outcomes[i] = o
+        many.write_summary(out, result.outcomes)
+    dist.barrier()
+    return result
