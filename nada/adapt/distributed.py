@@ -112,3 +112,76 @@ def train_many_distributed(ctx: DistContext, cfgs: Sequence, out: str | Path, na
         many.write_summary(out, result.outcomes)
     dist.barrier()
     return result
+
+
+# --- data parallel for one domain (``nada train`` under torchrun) ---------------------------
+
+def wrap_data_parallel(ctx: DistContext, synthesis, adapter=None):
+    """The trainable synthesis (and the adapter its hooks apply) in DistributedDataParallel:
+    gradients are averaged over the ranks, so N ranks at batch B step as one process at N·B.
+    Only what learns is registered (the adapter's parameters, else the synthesis weights); the
+    layers frozen in a step produce no gradient and DDP leaves theirs unset
+    (``find_unused_parameters``), as a single process does."""
+    from torch import nn
+    from torch.nn.parallel import DistributedDataParallel
+
+    class Learnt(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.synthesis = synthesis
+            self.adapter = adapter
+
+        def forward(self, *args, **kwargs):
+            return self.synthesis(*args, **kwargs)
+
+    module = Learnt()
+    learns = list(adapter.parameters()) if adapter is not None else list(synthesis.parameters())
+    before = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    for p in learns:
+        p.requires_grad_(True)
+    ids = [ctx.local_rank] if ctx.backend == "nccl" else None
+    ddp = DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False, find_unused_parameters=True)
+    for p, flag in zip(module.parameters(), before):
+        p.requires_grad_(flag)
+    return ddp
+
+
+def broadcast_object(ctx: DistContext, obj):
+    """Rank 0's ``obj`` on every rank (the layer search's choice)."""
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def mean_over_ranks(ctx: DistContext, values: list[float]) -> list[float]:
+    """The ranks' average of a few numbers (a step's loss terms, for the metrics log)."""
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return (t / ctx.world).tolist()
+
+
+def any_rank(ctx: DistContext, flag: bool) -> bool:
+    """True on every rank if it is true on one (a Ctrl-C seen by one rank stops all at the same step)."""
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([1 if flag else 0])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def gather_errors(ctx: DistContext, error: str | None) -> None:
+    """Raise the first rank's set-up error on every rank (none waits for a rank that gave up)."""
+    import torch.distributed as dist
+
+    errors: list = [None] * ctx.world
+    dist.all_gather_object(errors, error)
+    first = next((e for e in errors if e), None)
+    if first is not None:
+        raise ConfigError(first)

@@ -165,12 +165,14 @@ def format_summary(outcomes: Sequence[DomainOutcome]) -> str:
             v = e.get(key)
             return fmt.format(v) if isinstance(v, (int, float)) else "-"
 
-        rows.append((o.name, o.status + (f": {o.error}" if o.error else ""), str(o.iterations), f"{o.seconds:.1f}",
+        rows.append((o.name, o.status, str(o.iterations), f"{o.seconds:.1f}",
                      "-" if o.images_per_s is None else f"{o.images_per_s:.1f}", f("target_attainment"),
                      f("shape_preserved"), f("centre_shift_px"), f("diversity"),
                      Path(o.product).name if o.product else "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines += [f"{o.name}: {o.error}" for o in outcomes if o.error]
+    return "\n".join(lines)
 
 
 # --- one batched group ----------------------------------------------------------------------

@@ -132,17 +132,20 @@ def write_json(path: Path, obj: Any) -> None:
 class MetricsLog:
     """Append-only ``metrics.jsonl``, one JSON object per iteration (flushed per line)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, write: bool = True):
         self.path = path
+        self.write = write  # False: a data-parallel rank other than 0 (rank 0 keeps the log)
 
     def append(self, record: dict[str, Any]) -> None:
+        if not self.write:
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
             f.flush()
 
     def truncate_after(self, iteration: int) -> None:
         """Drop records past ``iteration`` (written after the checkpoint a resume starts from)."""
-        if not self.path.is_file():
+        if not self.write or not self.path.is_file():
             return
         keep = [line for line in self.path.read_text().splitlines()
                 if line.strip() and json.loads(line).get("iter", 0) <= iteration]

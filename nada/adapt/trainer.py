@@ -150,8 +150,10 @@ def prepare(cfg: TrainConfig, objective: Objective | None = None,
 class Trainer:
     """One NADA run over a :class:`Prepared` bundle."""
 
-    def __init__(self, prep: Prepared, run_dir: Path, hooks: RunHooks | None = None):
+    def __init__(self, prep: Prepared, run_dir: Path, hooks: RunHooks | None = None, dist=None):
         self.prep = prep
+        self.dist = dist  # nada.adapt.distributed.DistContext under torchrun (data parallel), else None
+        self.main = dist is None or dist.is_main  # only rank 0 writes the run directory
         self.hooks = hooks or RunHooks()  # progress callbacks and a stop flag (web demo, tests)
         self.cfg = cfg = prep.cfg
         self.twin = prep.twin
@@ -175,7 +177,12 @@ class Trainer:
             self.adapter.set_learnable([])
             self.params = list(self.adapter.parameters())
         self.opt = torch.optim.Adam(self.params, lr=cfg.adam_lr, betas=cfg.adam_betas)
-        self.metrics = rundir.MetricsLog(run_dir / rundir.METRICS)
+        self.metrics = rundir.MetricsLog(run_dir / rundir.METRICS, write=self.main)
+        self.ddp = None
+        if dist is not None:
+            from .distributed import wrap_data_parallel
+
+            self.ddp = wrap_data_parallel(dist, self.twin.trainable, self.adapter)
         self.iteration = 0
         self.selection: LayerSelection | None = None  # last search result (reused auto_layer_every steps)
         self._stop = False
@@ -212,8 +219,8 @@ class Trainer:
         self.metrics.truncate_after(self.iteration)
         self.shared_res = self.twin.shared_until(self.allowed)
 
-    def save_resumable(self) -> Path:
-        return rundir.save_state(self.run_dir, self.state_dict())
+    def save_resumable(self) -> Path | None:
+        return rundir.save_state(self.run_dir, self.state_dict()) if self.main else None
 
     # -- one step -------------------------------------------------------------------------
     def choose_layers(self) -> tuple[LayerSelection, float]:
@@ -233,6 +240,10 @@ class Trainer:
         )
         names = names_for_indices(self.layers, idx, self.allowed)
         self.selection = LayerSelection(tuple(idx), tuple(names), tuple(float(s) for s in scores))
+        if self.dist is not None:  # every rank ran the same search; rank 0's choice is the one trained
+            from .distributed import broadcast_object
+
+            self.selection = broadcast_object(self.dist, self.selection)
         return self.selection, time.perf_counter() - t0
 
     def step(self) -> dict[str, Any]:
@@ -243,9 +254,15 @@ class Trainer:
             set_trainable(self.twin.trainable, self.layers, selection.names)
         else:
             self.adapter.set_learnable(selection.names)
-        ws = self.twin.sample_ws(cfg.batch, self.rng, cfg.mixing, cfg.truncation)
-        noise = self.twin.make_noise(cfg.batch, self.rng) if cfg.noise_mode == "random" else None
-        frozen_img, train_img = self.twin.forward_pair(ws, noise, self.shared_res)
+        world = 1 if self.dist is None else self.dist.world
+        # Data parallel: every rank draws the whole N·B batch from the same stream and trains its share.
+        ws = self.twin.sample_ws(cfg.batch * world, self.rng, cfg.mixing, cfg.truncation)
+        noise = self.twin.make_noise(cfg.batch * world, self.rng) if cfg.noise_mode == "random" else None
+        if world > 1:
+            mine = slice(self.dist.rank * cfg.batch, (self.dist.rank + 1) * cfg.batch)
+            ws = ws[mine]
+            noise = None if noise is None else {k: v[mine] for k, v in noise.items()}
+        frozen_img, train_img = self.twin.forward_pair(ws, noise, self.shared_res, trainable=self.ddp)
         terms = self.objective.losses(frozen_img, train_img, self.weights, rng=self.rng)
         loss = sum(self.weights[name] * value for name, value in terms.items())
         self.opt.zero_grad(set_to_none=True)
@@ -258,11 +275,16 @@ class Trainer:
         if self.adapter is not None:
             self.adapter.set_learnable([])
         self.iteration += 1
+        values = [float(loss.detach())] + [float(v.detach()) for v in terms.values()]
+        if self.dist is not None:  # the log holds the whole batch's figures
+            from .distributed import mean_over_ranks
+
+            values = mean_over_ranks(self.dist, values)
         record: dict[str, Any] = {
             "iter": self.iteration,
-            "loss": float(loss.detach()),
+            "loss": values[0],
             "lr": base_lr,
-            **{f"loss_{name}": float(value.detach()) for name, value in terms.items()},
+            **{f"loss_{name}": v for name, v in zip(terms, values[1:])},
             "layers": list(selection.names),
             "w_indices": list(selection.w_indices),
             "time_s": round(time.perf_counter() - t0, 5),
@@ -328,7 +350,7 @@ class Trainer:
         in_main = threading.current_thread() is threading.main_thread()
         old_handler = signal.signal(signal.SIGINT, self._on_sigint) if in_main else None
         bar = tqdm(total=cfg.iters, initial=self.iteration, desc="nada train", unit="it",
-                   disable=cfg.quiet, dynamic_ncols=True)
+                   disable=cfg.quiet or not self.main, dynamic_ncols=True)
         log_every = max(1, cfg.iters // 10)
         t_start = time.perf_counter()
         try:
@@ -340,19 +362,25 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", layers=",".join(map(str, record["w_indices"])))
                 it = self.iteration
-                if cfg.quiet and (it % log_every == 0 or it == cfg.iters):
+                if self.main and cfg.quiet and (it % log_every == 0 or it == cfg.iters):
                     log.info("iter %d/%d loss %.4f layers %s (%.2f s/it)", it, cfg.iters, record["loss"],
                              record["w_indices"], record["time_s"])
                 self.hooks.step(record, cfg.iters)
-                if cfg.sample_every and it % cfg.sample_every == 0 and it < cfg.iters:
+                if self.main and cfg.sample_every and it % cfg.sample_every == 0 and it < cfg.iters:
                     self.hooks.sample(self.sample_grid(f"iter_{it:06d}"))
-                if cfg.save_every and it % cfg.save_every == 0 and it < cfg.iters:
+                if self.main and cfg.save_every and it % cfg.save_every == 0 and it < cfg.iters:
                     self.save_generator(self.run_dir / rundir.CHECKPOINTS / self.output_name(f"iter_{it:06d}"))
                     self.save_resumable()
-                if self._stop or self.hooks.stopping:  # Ctrl-C or hooks.stop: same clean stop
+                stop = self._stop or self.hooks.stopping
+                if self.dist is not None:
+                    from .distributed import any_rank
+
+                    stop = any_rank(self.dist, stop)
+                if stop:  # Ctrl-C or hooks.stop: same clean stop
                     self.save_resumable()
                     result.interrupted = True
-                    log.warning("interrupted at iteration %d; resume with: nada train --resume %s", it, self.run_dir)
+                    if self.main:
+                        log.warning("interrupted at iteration %d; resume with: nada train --resume %s", it, self.run_dir)
                     break
         finally:
             bar.close()
@@ -360,7 +388,7 @@ class Trainer:
                 signal.signal(signal.SIGINT, old_handler)
         result.seconds = time.perf_counter() - t_start
         result.iterations = self.iteration
-        if result.interrupted:
+        if result.interrupted or not self.main:
             return result
         return self.finish(result)
 
@@ -405,17 +433,39 @@ class Trainer:
         return metrics, evaluate.format_table(metrics)
 
 
-def train(cfg: TrainConfig, objective: Objective | None = None, hooks: RunHooks | None = None) -> RunResult:
+def train(cfg: TrainConfig, objective: Objective | None = None, hooks: RunHooks | None = None,
+          dist=None) -> RunResult:
     """Run NADA as ``cfg`` says (Python API of ``nada train``). ``objective`` replaces the CLIP
     guidance built from ``cfg`` (tests, custom losses); ``hooks`` get each step's record and each
     sample grid, and ``hooks.stop`` ends the run as Ctrl-C does (resumable, ``interrupted``).
+    ``dist`` (:func:`nada.adapt.distributed.init_from_env`): data parallel over torchrun's ranks,
+    effective batch world · ``cfg.batch``; rank 0 writes the run directory.
     Everything is validated before the run directory is created."""
+    import contextlib
+
+    from ..errors import NadaError
     from ..outputs import RunLock
 
-    prep = prepare(cfg, objective)
-    with RunLock(prep.cfg.out):  # a second process on the same --out is refused, not interleaved
-        run_dir = rundir.create_run_dir(prep.cfg)
-        trainer = Trainer(prep, run_dir, hooks)
+    if dist is None:
+        prep = prepare(cfg, objective)
+    else:  # every rank validates and loads; none writes before all have succeeded
+        from .distributed import gather_errors
+
+        prep, error = None, None
+        try:
+            prep = prepare(cfg, objective)
+        except NadaError as exc:
+            error = str(exc)
+        gather_errors(dist, error)
+    main = dist is None or dist.is_main
+    lock = RunLock(prep.cfg.out) if main else contextlib.nullcontext()
+    with lock:  # a second process on the same --out is refused, not interleaved
+        run_dir = rundir.create_run_dir(prep.cfg) if main else Path(prep.cfg.out)
+        if dist is not None:
+            import torch.distributed
+
+            torch.distributed.barrier()  # the run directory exists before any rank reads or logs
+        trainer = Trainer(prep, run_dir, hooks, dist)
         if prep.state is not None:
             trainer.load_state_dict(prep.state)
             log.info("resuming %s at iteration %d", run_dir, trainer.iteration)

@@ -88,16 +88,18 @@ class TwinGenerator(nn.Module):
         return shared
 
     def forward_pair(self, ws: torch.Tensor, noise: dict | None = None, shared: int | None = None,
-                     noise_mode: str = "const") -> tuple[torch.Tensor, torch.Tensor]:
+                     noise_mode: str = "const", trainable=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(frozen image, trainable image) for the same ``ws`` and ``noise``. With ``shared``
         (from :meth:`shared_until`) the blocks up to that resolution run once, for both: the
-        same values as two full forwards, less work."""
+        same values as two full forwards, less work. ``trainable``: what runs the trainable
+        synthesis (its DistributedDataParallel wrapper), default the module itself."""
+        run = trainable if trainable is not None else self.trainable
         if shared is None:
-            return self.forward_frozen(ws, noise, noise_mode), self.forward_trainable(ws, noise, noise_mode)
+            return self.forward_frozen(ws, noise, noise_mode), run(ws, noise_mode=noise_mode, noise=noise)
         with torch.no_grad():
             state = self.frozen.forward_to(ws, shared, noise_mode=noise_mode, noise=noise)
             frozen_img = self.frozen(ws, noise_mode=noise_mode, noise=noise, start=state)
-        return frozen_img, self.trainable(ws, noise_mode=noise_mode, noise=noise, start=state)
+        return frozen_img, run(ws, noise_mode=noise_mode, noise=noise, start=state)
 
     def generator(self, which: str = "trainable") -> Generator:
         """A :class:`Generator` view (shared modules, no copies) of one twin, for saving/eval."""

@@ -168,10 +168,15 @@ def train_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..adapt import train
+    from ..adapt import distributed, train
 
+    ctx = distributed.init_from_env(args.device)  # under torchrun: data parallel over its ranks
+    if ctx is not None:
+        args.device = distributed.rank_device(ctx, args.device)
     cfg = config_from_args(args)
-    result = train(cfg)
+    result = train(cfg, dist=ctx)
+    if ctx is not None and not ctx.is_main:
+        return 0
     if result.interrupted:
         print(f"interrupted at iteration {result.iterations}; resume with: nada train --resume {result.run_dir}")
         return 130
