@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 MANY = "many.json"          # the job: its domains and their configs (for --resume)
 SUMMARY = "summary.json"    # every domain's outcome and figures
+# Adapter domains per forward of the trainable twin (scripts/bench_many.py --chunks).
+CHUNK = 2
 # Options that may differ between domains that train in one batched step.
 PER_DOMAIN = {"target", "source", "style_images", "iters", "lr", "lr_final", "out", "origin", "resume", "overwrite"}
 
@@ -214,7 +216,7 @@ class GroupTrainer:
     :class:`Trainer` (run directory, adapter, optimiser, metrics, checkpoints, evaluation)."""
 
     def __init__(self, trainers: Sequence[Trainer], outcomes: Sequence[DomainOutcome], shared_rng_state=None,
-                 hooks: RunHooks | None = None):
+                 hooks: RunHooks | None = None, chunk: int | None = None):
         self.hooks = hooks or RunHooks()  # each domain's step records; hooks.stop ends the job as Ctrl-C does
         self.trainers = list(trainers)
         self.outcomes = {id(t): o for t, o in zip(trainers, outcomes)}
@@ -225,6 +227,7 @@ class GroupTrainer:
         if shared_rng_state is not None:
             self.rng.set_state(shared_rng_state)
         self.stack = StackedAdapters(self.trainers)
+        self.chunk = max(1, chunk or CHUNK)
         self._stop = False
 
     def _as_single(self, t: Trainer):
@@ -263,42 +266,49 @@ class GroupTrainer:
         with torch.no_grad():
             state = self.twin.frozen.forward_to(ws, shared, noise=noise) if shared is not None else None
             frozen_img = self.twin.frozen(ws, noise=noise, start=state)
-        if state is not None:
-            from ..networks.generator import SynthesisState
-
-            state = SynthesisState(shared, state.x.repeat(k, 1, 1, 1), state.img.repeat(k, 1, 1, 1))
-        noise_k = None if noise is None else {n: v.repeat(k, 1, 1, 1) for n, v in noise.items()}
-        self.stack.active = active
-        train_img = self.twin.trainable(ws.repeat(k, 1, 1), noise=noise_k, start=state)
-        obj0 = active[0].objective
-        feats = None
-        weights = active[0].weights
+        obj0, weights = active[0].objective, active[0].weights
+        frozen_feats = None
         if obj0.needs_features(weights):
-            feats = []
-            for enc, w in zip(obj0.encoders, obj0.weights):
-                if w == 0:
-                    feats.append(None)
-                    continue
-                with torch.no_grad():
-                    f0 = enc.encode_image(frozen_img).float()
-                feats.append((f0, enc.encode_image(train_img).float()))
-        total, out = None, []
-        for i, t in enumerate(active):
-            rows = slice(i * b, (i + 1) * b)
-            mine = None if feats is None else [None if f is None else (f[0], f[1][rows]) for f in feats]
-            terms = t.objective.losses_from_features(mine or [None] * len(obj0.encoders), frozen_img,
-                                                     train_img[rows], weights, rng=t.rng)
-            loss = sum(weights[name] * value for name, value in terms.items())
-            value = float(loss.detach())
-            if not torch.isfinite(loss.detach()):
-                out.append((t, FloatingPointError(f"loss became {value} at iteration {t.iteration + 1}")))
-                continue
-            out.append((t, {"loss": value, **{f"loss_{n}": float(v.detach()) for n, v in terms.items()}}))
-            total = loss if total is None else total + loss
+            with torch.no_grad():
+                frozen_feats = [None if w == 0 else enc.encode_image(frozen_img).float()
+                                for enc, w in zip(obj0.encoders, obj0.weights)]
         for t in active:
             t.opt.zero_grad(set_to_none=True)
-        if total is not None:
-            total.backward()
+        out = []
+        # The trainable twin runs on `chunk` domains at a time: per sample the same numbers for any
+        # chunking, and a few domains per forward measured faster than all at once (cache-sized).
+        for c0 in range(0, k, self.chunk):
+            part = active[c0: c0 + self.chunk]
+            kc = len(part)
+            st = None
+            if state is not None:
+                from ..networks.generator import SynthesisState
+
+                st = SynthesisState(shared, state.x.repeat(kc, 1, 1, 1), state.img.repeat(kc, 1, 1, 1))
+            noise_k = None if noise is None else {n: v.repeat(kc, 1, 1, 1) for n, v in noise.items()}
+            self.stack.active = part
+            train_img = self.twin.trainable(ws.repeat(kc, 1, 1), noise=noise_k, start=st)
+            train_feats = None
+            if frozen_feats is not None:
+                train_feats = [None if f0 is None else enc.encode_image(train_img).float()
+                               for enc, f0 in zip(obj0.encoders, frozen_feats)]
+            total = None
+            for i, t in enumerate(part):
+                rows = slice(i * b, (i + 1) * b)
+                if train_feats is None:
+                    mine = [None] * len(obj0.encoders)
+                else:
+                    mine = [None if f0 is None else (f0, f1[rows]) for f0, f1 in zip(frozen_feats, train_feats)]
+                terms = t.objective.losses_from_features(mine, frozen_img, train_img[rows], weights, rng=t.rng)
+                loss = sum(weights[name] * value for name, value in terms.items())
+                value = float(loss.detach())
+                if not torch.isfinite(loss.detach()):
+                    out.append((t, FloatingPointError(f"loss became {value} at iteration {t.iteration + 1}")))
+                    continue
+                out.append((t, {"loss": value, **{f"loss_{n}": float(v.detach()) for n, v in terms.items()}}))
+                total = loss if total is None else total + loss
+            if total is not None:
+                total.backward()
         elapsed = time.perf_counter() - t0
         records = []
         for t, rec in out:
@@ -392,13 +402,15 @@ class GroupTrainer:
 
 def train_many(cfgs: Sequence[TrainConfig], out: str | Path, names: Sequence[str] | None = None,
                resume: bool = False, overwrite: bool = False, quiet: bool = False,
-               shard: tuple[int, int] = (0, 1), hooks: RunHooks | None = None) -> ManyResult:
+               shard: tuple[int, int] = (0, 1), hooks: RunHooks | None = None,
+               chunk: int | None = None) -> ManyResult:
     """Train every domain of ``cfgs`` (their ``out`` is replaced by ``out/<name>``); with
     ``resume``, the domains of the job in ``out`` (``cfgs`` ignored) continue where they stopped.
     ``shard`` = (rank, world): this process trains domains ``rank, rank + world, …`` (torchrun);
     the job folder must already hold ``many.json`` then (:func:`nada.adapt.distributed.train_many_distributed`).
     A domain that fails is reported in its outcome; the others go on. ``hooks`` get every
-    domain's step records (with ``domain``, its name); ``hooks.stop`` stops the job resumably."""
+    domain's step records (with ``domain``, its name); ``hooks.stop`` stops the job resumably.
+    ``chunk``: adapter domains per forward of the trainable twin (default :data:`CHUNK`)."""
     out = Path(out)
     rank, world = shard
     if world == 1:
@@ -420,14 +432,14 @@ def train_many(cfgs: Sequence[TrainConfig], out: str | Path, names: Sequence[str
     with contextlib.ExitStack() as locks:  # a second job on the same domains is refused, not interleaved
         for i in mine:
             locks.enter_context(RunLock(cfgs[i].out))
-        _train_shard(cfgs, outcomes, mine, quiet, hooks)
+        _train_shard(cfgs, outcomes, mine, quiet, hooks, chunk or CHUNK)
     result.seconds = time.perf_counter() - t_start
     if world == 1:
         write_summary(out, outcomes)
     return result
 
 
-def _train_shard(cfgs, outcomes, mine, quiet, hooks) -> None:
+def _train_shard(cfgs, outcomes, mine, quiet, hooks, chunk) -> None:
     generators: dict[str, Any] = {}
     groups: dict[tuple, list[tuple[int, Trainer]]] = {}
     for i in mine:
@@ -468,7 +480,7 @@ def _train_shard(cfgs, outcomes, mine, quiet, hooks) -> None:
             t.twin = trainers[0].twin
         if any(o.status == "interrupted" for o in outcomes) or (hooks is not None and hooks.stopping):
             break
-        GroupTrainer(trainers, [outcomes[i] for i, _, _ in members], members[0][2], hooks).run(quiet)
+        GroupTrainer(trainers, [outcomes[i] for i, _, _ in members], members[0][2], hooks, chunk).run(quiet)
 
 
 def _product(cfg: TrainConfig):
