@@ -81,6 +81,13 @@ def test_batched_domains_equal_separate_runs(tmp_path, adapter):
         b = [json.loads(line) for line in (alone.run_dir / "metrics.jsonl").read_text().splitlines()]
         assert [r["loss"] for r in a] == [r["loss"] for r in b]
         assert all(r["domains"] == 3 for r in a)
+    # several domains per forward: the same training within float rounding (oneDNN may pick
+    # other kernels for the larger batch)
+    wide = train_many([shapes_cfg(t, tmp_path / "x", adapter=adapter) for t in targets], tmp_path / "wide", chunk=3)
+    for o, w in zip(res.outcomes, wide.outcomes):
+        la = [json.loads(x)["loss"] for x in (tmp_path / "job" / o.name / "metrics.jsonl").read_text().splitlines()]
+        lb = [json.loads(x)["loss"] for x in (tmp_path / "wide" / w.name / "metrics.jsonl").read_text().splitlines()]
+        assert max(abs(a - b) for a, b in zip(la, lb)) <= 1e-4
     summary = json.loads((tmp_path / "job" / "summary.json").read_text())
     assert [d["name"] for d in summary["domains"]] == targets
     assert all(d["images_per_s"] > 0 for d in summary["domains"])
@@ -183,3 +190,21 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert rc == 2 and "already exists" in err and "--resume" in err and len(err.strip().splitlines()) == 1
     rc = main(["train-many", "--out", str(tmp_path / "none"), "--quiet"])
     assert rc == 2 and "no targets" in capsys.readouterr().err
+
+
+def test_with_the_layer_search_a_domain_draws_alone(tmp_path):
+    """Layer search on: each domain's search draws from its own stream, so a domain trains to
+    the same numbers beside others as in a job of its own (at batch 2, where more domains per
+    forward would change float rounding)."""
+    kw = dict(layers="texture", auto_layer_iters=1, auto_layer_k=1, auto_layer_batch=2)
+    targets = ["sketch", "neon", "blue"]
+    both = train_many([shapes_cfg(t, tmp_path, **kw) for t in targets], tmp_path / "both")
+    rows = [json.loads(x) for x in (tmp_path / "both" / "neon" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["search_s"] > 0 for r in rows)
+    for t, o in zip(targets, both.outcomes):
+        alone = train_many([shapes_cfg(t, tmp_path, **kw)], tmp_path / f"alone-{o.name}")
+        assert same_file(o.product, alone.outcomes[0].product), t
+        mine = [json.loads(x)["layers"] for x in (tmp_path / "both" / o.name / "metrics.jsonl").read_text().splitlines()]
+        theirs = [json.loads(x)["layers"]
+                  for x in (tmp_path / f"alone-{o.name}" / o.name / "metrics.jsonl").read_text().splitlines()]
+        assert mine == theirs

@@ -77,7 +77,7 @@ def broadcast_error(ctx: DistContext, error: str | None) -> None:
 
 
 def train_many_distributed(ctx: DistContext, cfgs: Sequence, out: str | Path, names=None, resume=False,
-                           overwrite=False, quiet=False):
+                           overwrite=False, quiet=False, chunk=None):
     """:func:`nada.adapt.many.train_many` with domain i on rank ``i % world``: rank 0 checks and
     writes the job folder first, every rank trains its domains into their own run directories,
     rank 0 gathers every outcome and writes the summary. Returns the whole job's result on rank
@@ -101,7 +101,7 @@ def train_many_distributed(ctx: DistContext, cfgs: Sequence, out: str | Path, na
             error = str(exc)
     broadcast_error(ctx, error)
     result = many.train_many(cfgs, out, names=None, resume=True, quiet=quiet or not ctx.is_main,
-                             shard=(ctx.rank, ctx.world))
+                             shard=(ctx.rank, ctx.world), chunk=chunk)
     gathered: list = [None] * ctx.world
     mine = [(i, o) for i, o in enumerate(result.outcomes) if i % ctx.world == ctx.rank]
     dist.all_gather_object(gathered, mine)

@@ -3,12 +3,15 @@ writes it, plus a summary of every domain under the job's folder.
 
 Domain adapters (stylespace, modulation) whose options agree apart from the target, source,
 iterations and lr train together: each step draws one batch of latents and noise, runs the
-frozen twin and the blocks below the first learnable layer once, and the trainable twin once on
-K copies of the batch with domain k's adapter applied to the k-th copy; the frozen images are
-encoded once per CLIP, text features once per target. Per-sample results do not depend on the
-batch around them (measured bit for bit on CPU), so a domain trains to the same numbers alone or
-beside others: what lets ``torchrun`` shard domains across processes. ``full`` runs go one after
-another in the process, sharing the loaded models.
+frozen twin and the blocks below the first learnable layer once, and encodes the frozen images
+once per CLIP (text features once per target); then the trainable twin runs with each domain's
+adapter, ``chunk`` domains per forward (K copies of the batch, domain k's adapter on the k-th).
+With the default of one domain per forward every domain's own arithmetic is exactly the one of
+``nada train`` for that domain, so a domain trains to the same numbers alone, beside others, or
+on another rank of a ``torchrun`` job, bit for bit. More domains per forward measured no faster
+on 2 CPU cores (K=8: 547-596 ms a step at 1 and 2, 833-1002 at 8) and can change float
+rounding (oneDNN picks kernels by batch size), so it is an option for GPUs. ``full`` runs go
+one after another in the process, sharing the loaded models.
 
 Randomness: the latents and noise come from one generator seeded with ``seed`` (its draws per
 step do not depend on K); what a single domain draws (the layer search, patch crops) comes from
@@ -42,8 +45,9 @@ log = logging.getLogger(__name__)
 
 MANY = "many.json"          # the job: its domains and their configs (for --resume)
 SUMMARY = "summary.json"    # every domain's outcome and figures
-# Adapter domains per forward of the trainable twin (scripts/bench_many.py --chunks).
-CHUNK = 2
+# Adapter domains per forward of the trainable twin (scripts/bench_many.py --chunks): 1 keeps
+# every domain's arithmetic that of a run of its own (bit for bit) and measured as fast as 2.
+CHUNK = 1
 # Options that may differ between domains that train in one batched step.
 PER_DOMAIN = {"target", "source", "style_images", "iters", "lr", "lr_final", "out", "origin", "resume", "overwrite"}
 
@@ -275,8 +279,7 @@ class GroupTrainer:
         for t in active:
             t.opt.zero_grad(set_to_none=True)
         out = []
-        # The trainable twin runs on `chunk` domains at a time: per sample the same numbers for any
-        # chunking, and a few domains per forward measured faster than all at once (cache-sized).
+        # The trainable twin runs on `chunk` domains at a time (see the module docstring).
         for c0 in range(0, k, self.chunk):
             part = active[c0: c0 + self.chunk]
             kc = len(part)
