@@ -49,9 +49,9 @@ def test_targets_from_option_and_file():
 
 
 @pytest.mark.parametrize("line, words", [
-    ("sketch --batch 4", "--batch cannot be set per domain"),
+    ("sketch --clip shapes", "--clip cannot be set per domain"),
     ("sketch --iters", "--iters needs a value"),
-    ("sketch --iters many", "is not a int"),
+    ("sketch --iters many", "is not an integer"),
     ("--iters 3", "no target"),
     ("'sketch", "line 1"),
 ])
@@ -157,6 +157,15 @@ def test_full_domains_run_in_turn_sharing_the_loaded_generator(tmp_path, monkeyp
     for t, o in zip(targets, res.outcomes):
         alone = train(shapes_cfg(t, tmp_path / f"alone-{t}", adapter="full", iters=2))
         assert same_file(o.product, alone.generator_path), t
+
+
+def test_domains_with_other_layers_train_in_a_group_of_their_own(tmp_path):
+    cfgs = [shapes_cfg("sketch", tmp_path, iters=2), shapes_cfg("neon", tmp_path, iters=2, layers="all"),
+            shapes_cfg("blue", tmp_path, iters=3, lr=0.5)]
+    res = train_many(cfgs, tmp_path / "job")
+    assert res.ok and [o.group for o in res.outcomes] == [0, 1, 0]
+    alone = train(shapes_cfg("neon", tmp_path / "alone", iters=2, layers="all"))
+    assert same_file(res.outcomes[1].product, alone.generator_path)
 
 
 def test_job_folder_refusals(tmp_path):

@@ -10,8 +10,13 @@ from .train import add_train_options
 
 _FORMATTER = argparse.RawDescriptionHelpFormatter
 
-# Options a line of --targets-file may give for its own domain.
-LINE_OPTIONS = {"--iters": int, "--lr": float, "--lr-final": float, "--source": str, "--name": str}
+# Options a line of --targets-file may give for its own domain. Domains that differ only in
+# target, source, iterations and lr share each step; others (layers, adapter, seed, batch, loss
+# weights) train in groups of their own, in the same process.
+LINE_OPTIONS = {"--iters": int, "--lr": float, "--lr-final": float, "--source": str, "--name": str,
+                "--layers": str, "--adapter": str, "--seed": int, "--batch": int,
+                "--lambda-direction": float, "--lambda-global": float, "--lambda-norm": float,
+                "--lambda-manifold": float, "--lambda-patch": float}
 
 
 def register(sub, name: str) -> None:
@@ -29,8 +34,9 @@ def register(sub, name: str) -> None:
             "Across processes or machines: torchrun --nproc-per-node N -m nada train-many ... gives domain i "
             "to rank i mod N (gloo on CPU, NCCL on GPU); rank 0 writes the summary.\n\n"
             "--targets-file: one target per line, optionally followed by its own options "
-            f"({', '.join(LINE_OPTIONS)}), e.g.\n  pixel art --iters 200\n  neon --lr 0.05\n"
-            "Blank lines and lines starting with # are skipped. Every other option applies to all domains."
+            f"({', '.join(LINE_OPTIONS)}), e.g.\n  pixel art --iters 200\n  neon --lr 0.05 --layers all\n"
+            "Blank lines and lines starting with # are skipped. Every other option applies to all domains; "
+            "domains that differ in more than target, source, iterations and lr train in separate groups."
         ),
     )
     p.add_argument("--targets", default=None, help='comma-separated targets, e.g. sketch,neon,"pixel art"')
@@ -78,7 +84,8 @@ def parse_targets(text: str | None, file_text: str | None, source: str = "--targ
             try:
                 opts[flag[0][2:].replace("-", "_")] = LINE_OPTIONS[flag[0]](value)
             except ValueError:
-                raise ConfigError(f"{source} line {n}: {flag[0]} {value!r} is not a {LINE_OPTIONS[flag[0]].__name__}") from None
+                kind = {int: "an integer", float: "a number"}.get(LINE_OPTIONS[flag[0]], "valid")
+                raise ConfigError(f"{source} line {n}: {flag[0]} {value!r} is not {kind}") from None
         entries.append((target, opts))
     return entries
 
