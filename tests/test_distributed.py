@@ -17,7 +17,6 @@ import torch
 from safetensors.torch import load_file
 
 from nada.adapt import TrainConfig, train
-from nada.adapt.many import train_many
 
 
 def torchrun(args, tmp_path, **popen):
@@ -38,16 +37,19 @@ def test_train_many_sharded_equals_one_process(tmp_path):
     rc, out = finish(torchrun(["train-many", "--targets", ",".join(targets), "--out", str(tmp_path / "dist"),
                                *common], tmp_path))
     assert rc == 0, out
-    cfgs = [TrainConfig(target=t, adapter="stylespace", iters=4, evaluate=False, sample_every=0, quiet=True,
-                        device="cpu") for t in targets]
-    single = train_many(cfgs, tmp_path / "one")
+    # the single process with the ranks' thread count (torchrun gives each rank one thread): a
+    # different count may round reductions differently on some CPUs
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "nada", "train-many", "--targets", ",".join(targets), "--out",
+                          str(tmp_path / "one"), *common], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-2000:]
     summary = json.loads((tmp_path / "dist" / "summary.json").read_text())["domains"]
     assert [d["status"] for d in summary] == ["done"] * 3
     assert [d["name"] for d in summary] == ["sketch", "neon", "pixel-art"]
-    for o in single.outcomes:
-        a = load_file(str(o.product))
-        b = load_file(str(tmp_path / "dist" / o.name / "domain.safetensors"))
-        assert all(torch.equal(a[k], b[k]) for k in a), o.name
+    for name in ("sketch", "neon", "pixel-art"):
+        a = load_file(str(tmp_path / "one" / name / "domain.safetensors"))
+        b = load_file(str(tmp_path / "dist" / name / "domain.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
     # rank 1 trained only the middle domain; rank 0 the others (domain i on rank i mod 2)
     assert [d["group"] for d in summary] == [0, 0, 0]
     steps = [json.loads(line) for line in (tmp_path / "dist" / "neon" / "metrics.jsonl").read_text().splitlines()]
@@ -57,9 +59,10 @@ def test_train_many_sharded_equals_one_process(tmp_path):
 def test_data_parallel_train_equals_twice_the_batch(tmp_path):
     """2 ranks × batch 8 against 1 process × batch 16: the same latents (every rank draws the
     whole batch and trains its half), gradients averaged by DDP. Tolerance: per-iteration loss
-    within 1e-4 and rendered images within 5e-3 (max abs, images in [-1, 1]); measured 5e-5
-    and 1.0e-3 after 4 iterations: the sum over 16 samples and the mean of two sums over 8
-    round differently, and Adam's normalised steps carry that into the weights."""
+    within 5e-4 and rendered images within 1e-2 (max abs, images in [-1, 1]; the 4 iterations
+    move them by more than 0.05); measured 5e-5 and 1.0e-3: the sum over 16 samples and the mean
+    of two sums over 8 round differently, and Adam's normalised steps carry that into the
+    weights, more or less by CPU."""
     from nada.checkpoints import load_generator
     from nada.networks.sampling import z_from_seeds
 
@@ -71,7 +74,7 @@ def test_data_parallel_train_equals_twice_the_batch(tmp_path):
     la = [json.loads(x)["loss"] for x in (tmp_path / "dp" / "metrics.jsonl").read_text().splitlines()]
     lb = [r["loss"] for r in one.history]
     assert len(la) == len(lb) == 4
-    assert max(abs(a - b) for a, b in zip(la, lb)) <= 1e-4
+    assert max(abs(a - b) for a, b in zip(la, lb)) <= 5e-4
     cfg = json.loads((tmp_path / "dp" / "config.json").read_text())
     assert cfg["batch"] == 8
     A = load_generator(tmp_path / "dp" / "generator.safetensors").generator
@@ -79,7 +82,7 @@ def test_data_parallel_train_equals_twice_the_batch(tmp_path):
     z = z_from_seeds(range(8), A.z_dim)
     with torch.no_grad():
         diff = (A(z, noise_mode="const") - B(z, noise_mode="const")).abs().max().item()
-    assert diff <= 5e-3
+    assert diff <= 1e-2
     # the two runs did learn (the comparison is not between two untouched copies)
     G0 = load_generator(_shapes()).generator
     with torch.no_grad():
