@@ -199,6 +199,11 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert rc == 2 and "already exists" in err and "--resume" in err and len(err.strip().splitlines()) == 1
     rc = main(["train-many", "--out", str(tmp_path / "none"), "--quiet"])
     assert rc == 2 and "no targets" in capsys.readouterr().err
+    rc = main(["train-many", "--resume", "--targets", "neon", "--out", str(out), "--quiet"])
+    assert rc == 2 and "drop --targets" in capsys.readouterr().err
+    # the finished job resumes to the same summary
+    rc = main(["train-many", "--resume", "--out", str(out), "--quiet"])
+    assert rc == 0 and "done" in capsys.readouterr().out
 
 
 def test_with_the_layer_search_a_domain_draws_alone(tmp_path):

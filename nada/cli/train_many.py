@@ -129,6 +129,11 @@ def run(args: argparse.Namespace) -> int:
     if ctx is not None:
         args.device = distributed.rank_device(ctx, args.device)
     if args.resume:
+        if args.targets or args.targets_file:
+            from ..errors import ConfigError
+
+            raise ConfigError("--resume continues the domains recorded in --out/many.json",
+                              "drop --targets/--targets-file, or start a new job in another --out")
         names, cfgs = None, []
     else:
         names, cfgs = configs_from_args(args)
