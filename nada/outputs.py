@@ -13,11 +13,12 @@ from .errors import ConfigError
 
 
 def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
-    """Raise one ConfigError when nothing can be created at ``path`` (a folder or a file to be):
-    a parent that is a regular file, a missing or read-only place, a pseudo file system. Probes
-    the nearest existing folder with a temporary directory it removes again; creates nothing."""
+    """Raise one ConfigError when nothing can be created at ``path`` (a folder or a file to be,
+    or an existing file to replace): a parent that is a regular file, a missing or read-only
+    place, a pseudo file system. Probes the nearest existing folder with a temporary directory
+    it removes again; creates nothing."""
     p = Path(path).expanduser()
-    anc = p.parent if not p.exists() else p
+    anc = p if p.is_dir() else p.parent
     while not anc.exists():
         anc = anc.parent
     if not anc.is_dir():

@@ -42,6 +42,9 @@ def test_generate_grid_and_individual(tmp_path, gen_file):
     assert im.shape == (32, 48, 3)
     expect = generate_images(G, [0, 1, 2, 3, 4, 5], truncation_psi=0.7)
     assert np.array_equal(im[:16, 16:32], expect[1]) and np.array_equal(im[16:, 32:], expect[5])
+    # an existing grid is replaced
+    assert main(["generate", "--generator", str(path), "--seeds", "0-1", "--out", str(grid)]) == 0
+    assert np.asarray(Image.open(grid)).shape == (16, 32, 3)
     out = tmp_path / "imgs"
     assert main(["generate", "--generator", str(path), "--seeds", "3,7", "--individual", "--out", str(out),
                  "--noise-mode", "random"]) == 0

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--strength needs --mapper", "pass --mapper RUN, or drop --strength")
     if args.cell is not None and not 16 <= args.cell <= 1024:
         raise ConfigError(f"--cell {args.cell} must be in [16, 1024]")
-    check_writable(out.parent if out.is_file() else out)  # an existing file is replaced (atomically)
+    check_writable(out)  # an existing file is replaced (atomically)
     inversion_config(args)
     if args.images:
         read_images(args.images)

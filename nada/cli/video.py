@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if len(given) > 1:
         raise ConfigError("give one of --seeds, --latents and --image")
     cfg = VideoConfig(frames=args.frames, fps=args.fps, size=args.size, loop=args.loop, cols=args.cols)
-    check_writable(out.parent if out.is_file() else out)  # an existing file is replaced (atomically)
+    check_writable(out)  # an existing file is replaced (atomically)
     inversion_config(args)
     if args.image:
         read_images(args.image)
