@@ -234,20 +234,16 @@ class GroupTrainer:
         self.chunk = max(1, chunk or CHUNK)
         self._stop = False
 
+    @contextlib.contextmanager
     def _as_single(self, t: Trainer):
-        """Context: the trainable twin with only ``t``'s adapter (search, grids, evaluation)."""
-        group = self
-
-        class _Single:
-            def __enter__(self):
-                group.stack.detach()
-                t.adapter.attach(group.twin.trainable)
-
-            def __exit__(self, *exc):
-                t.adapter.detach()
-                group.stack.attach(group.twin.trainable)
-
-        return _Single()
+        """The trainable twin with only ``t``'s adapter (its layer search, grids, evaluation)."""
+        self.stack.detach()
+        t.adapter.attach(self.twin.trainable)
+        try:
+            yield
+        finally:
+            t.adapter.detach()
+            self.stack.attach(self.twin.trainable)
 
     def save(self, t: Trainer) -> None:
         rundir.save_state(t.run_dir, {**t.state_dict(), "shared_rng": self.rng.get_state()})
@@ -478,9 +474,10 @@ def _train_shard(cfgs, outcomes, mine, quiet, hooks, chunk) -> None:
         trainers = [t for _, t, _ in members]
         for i, _, _ in members:
             outcomes[i].group = g
-        # the twin of the group is the first domain's; the others' (identical copies) are unused
+        # the group's twin is the first domain's; the others' identical copies are let go
         for t in trainers[1:]:
-            t.twin = trainers[0].twin
+            t.twin = t.prep.twin = trainers[0].twin
+            t.layers = trainers[0].layers
         if any(o.status == "interrupted" for o in outcomes) or (hooks is not None and hooks.stopping):
             break
         GroupTrainer(trainers, [outcomes[i] for i, _, _ in members], members[0][2], hooks, chunk).run(quiet)

@@ -56,7 +56,7 @@ def mapper_file(ctx: AppContext, name: str):
 
 
 def build_mapper_config(ctx: AppContext, form: MapperForm, run_name: str):
-    """Check the form and return the ``MapperConfig`` of a new run called ``run_name``; a
+    """Check the form: ``(MapperConfig, prepared run)`` of a new run called ``run_name``, or a
     NadaError (one line) for the first problem, before anything is written."""
     from ..adapt.rundir import check_run_dir
     from ..mapper import MapperConfig
@@ -73,8 +73,7 @@ def build_mapper_config(ctx: AppContext, form: MapperForm, run_name: str):
                 "lambda_norm": None if form.lambda_norm is None else float(form.lambda_norm)}
     cfg = MapperConfig(**kw, **{k: v for k, v in optional.items() if v is not None})
     check_run_dir(cfg)
-    prepare_mapper(cfg)  # loads and checks everything (generator, CLIPs, words, init) without writing
-    return cfg
+    return cfg, prepare_mapper(cfg)  # loads and checks everything (generator, CLIPs, words, init), writes nothing
 
 
 def submit_mapper(ctx: AppContext, form: MapperForm, owner: str | None = None) -> tuple[Job, str]:
@@ -82,9 +81,9 @@ def submit_mapper(ctx: AppContext, form: MapperForm, owner: str | None = None) -
     from ..mapper import train_mapper
 
     name = ctx.new_run_name(f"mapper-{form.target}")
-    cfg = build_mapper_config(ctx, form, name)
-    return ctx.jobs.submit(functools.partial(train_mapper, cfg), name=f"mapper: {cfg.target}", owner=owner,
-                           tag=name), name
+    cfg, prep = build_mapper_config(ctx, form, name)  # the job trains what was checked, not a second load
+    return ctx.jobs.submit(functools.partial(train_mapper, cfg, prep=prep), name=f"mapper: {cfg.target}",
+                           owner=owner, tag=name), name
 
 
 def apply_view(ctx: AppContext, mapper_name: str, generator_choice: str, seeds: str, strength: float,

@@ -367,12 +367,14 @@ class MapperTrainer:
         return result
 
 
-def train_mapper(cfg: MapperConfig, hooks: RunHooks | None = None) -> MapperResult:
+def train_mapper(cfg: MapperConfig, hooks: RunHooks | None = None, prep=None) -> MapperResult:
     """Train a latent mapper as ``cfg`` says (Python API of ``nada mapper train``); ``hooks``
-    watch the steps and can stop the run (it then resumes like an interrupted one)."""
+    watch the steps and can stop the run (it then resumes like an interrupted one). ``prep``:
+    ``prepare_mapper(cfg)``'s result when the caller already checked the run with it."""
     from ..outputs import RunLock
 
-    prep = prepare_mapper(cfg)
+    if prep is None:
+        prep = prepare_mapper(cfg)
     with RunLock(prep.cfg.out):  # a second process on the same --out is refused, not interleaved
         run_dir = rundir.create_run_dir(prep.cfg)
         trainer = MapperTrainer(prep, run_dir, hooks)
