@@ -129,21 +129,11 @@ def parse_domain_spec(spec: str) -> tuple[Path, float]:
 
 def read_domain(path: str | os.PathLike) -> DomainFile:
     """Read and validate a domain file; one CheckpointError naming the problem."""
-    from safetensors import SafetensorError, safe_open
+    from .checkpoints.tagged import read_tagged
 
     p = domain_path(path)
-    try:
-        with safe_open(str(p), framework="pt", device="cpu") as f:
-            header = f.metadata() or {}
-            if header.get("nada_format") != DOMAIN_FORMAT:
-                raise CheckpointError(f"{p}: not a nada domain file",
-                                      "domain files are written by `nada train --adapter stylespace|modulation`")
-            raw = {k: f.get_tensor(k) for k in f.keys()}
-    except SafetensorError as exc:
-        raise CheckpointError(f"{p}: truncated or corrupt domain file ({one_line(exc)})") from None
-    if header.get("format_version") != DOMAIN_FORMAT_VERSION:
-        raise CheckpointError(f"{p}: domain format version {header.get('format_version')!r} is not supported",
-                              f"this nada reads version {DOMAIN_FORMAT_VERSION}")
+    header, raw = read_tagged(p, DOMAIN_FORMAT, DOMAIN_FORMAT_VERSION, "domain file", "not a nada domain file",
+                              "domain files are written by `nada train --adapter stylespace|modulation`")
     kind = header.get("kind")
     if kind not in ADAPTER_KINDS:
         raise CheckpointError(f"{p}: unknown domain kind {kind!r}", f"kinds: {', '.join(ADAPTER_KINDS)}")

@@ -314,3 +314,30 @@ def test_blur_kernel_constant_matches_rosinality():
     from nada.checkpoints.rosinality import blur_kernel
 
     assert torch.allclose(blur_kernel(small_cfg()), ROS_KERNEL)
+
+
+def test_tagged_reader_round_trip_and_refusals(tmp_path):
+    """The one reader of nada's safetensors files (generators, domains, mappers)."""
+    from safetensors.torch import save_file
+
+    from nada.checkpoints.tagged import read_tagged
+
+    t = {"a": torch.arange(6.0).reshape(2, 3)}
+    good = tmp_path / "good.safetensors"
+    save_file(t, str(good), metadata={"nada_format": "kind-x", "format_version": "1", "extra": "e"})
+    args = ("kind-x", "1", "thing file", "not a thing file", "write one with nada")
+    header, tensors = read_tagged(good, *args)
+    assert header["extra"] == "e" and torch.equal(tensors["a"], t["a"])
+    other = tmp_path / "other.safetensors"
+    save_file(t, str(other), metadata={"nada_format": "kind-y", "format_version": "1"})
+    with pytest.raises(CheckpointError, match="not a thing file") as exc:
+        read_tagged(other, *args)
+    assert exc.value.hint == "write one with nada"
+    newer = tmp_path / "newer.safetensors"
+    save_file(t, str(newer), metadata={"nada_format": "kind-x", "format_version": "9"})
+    with pytest.raises(CheckpointError, match="thing file format version '9' is not supported"):
+        read_tagged(newer, *args)
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(good.read_bytes()[:-5])
+    with pytest.raises(CheckpointError, match="truncated or corrupt thing file"):
+        read_tagged(cut, *args)

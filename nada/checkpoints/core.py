@@ -151,22 +151,11 @@ def _is_domain(p: Path) -> bool:
 
 
 def _read_nada(p: Path) -> tuple[GeneratorConfig, dict[str, torch.Tensor], dict]:
-    from safetensors import SafetensorError, safe_open
+    from .tagged import read_tagged
 
-    try:
-        with safe_open(str(p), framework="pt", device="cpu") as f:
-            header = f.metadata() or {}
-            if header.get("nada_format") != NADA_FORMAT:
-                raise CheckpointError(
-                    f"{p}: safetensors file without nada generator metadata",
-                    "only files written by nada (save_generator / nada convert) carry the architecture",
-                )
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except SafetensorError as exc:
-        raise CheckpointError(f"{p}: truncated or corrupt safetensors file ({exc})") from exc
-    if header.get("format_version") != NADA_FORMAT_VERSION:
-        raise CheckpointError(f"{p}: nada format version {header.get('format_version')!r} is not supported",
-                              f"this nada reads version {NADA_FORMAT_VERSION}")
+    header, state = read_tagged(
+        p, NADA_FORMAT, NADA_FORMAT_VERSION, "generator file", "safetensors file without nada generator metadata",
+        "only files written by nada (save_generator / nada convert) carry the architecture")
     try:
         cfg = GeneratorConfig.from_dict(json.loads(header["config"]))
         meta = json.loads(header.get("metadata", "{}"))

@@ -52,27 +52,15 @@ def save_mapper(mapper: LevelsMapper, path: str | os.PathLike, metadata: dict[st
 
 def load_mapper(path: str | os.PathLike, device: torch.device | str | None = None) -> LoadedMapper:
     """Read a mapper file, checking every key and shape against its recorded architecture."""
-    from safetensors import SafetensorError, safe_open
+    from ..checkpoints.tagged import read_tagged
 
     p = Path(path)
     if p.is_dir() and (p / "mapper.safetensors").is_file():  # a `nada mapper train` run directory
         p = p / "mapper.safetensors"
     if not p.is_file():
         raise CheckpointError(f"mapper {str(path)!r} is not a file", "pass a mapper.safetensors or its run directory")
-    try:
-        with safe_open(str(p), framework="pt", device="cpu") as f:
-            header = f.metadata() or {}
-            if header.get("nada_format") != MAPPER_FORMAT:
-                raise CheckpointError(f"{p}: not a nada mapper file (nada_format={header.get('nada_format')!r})",
-                                      "pass a file written by `nada mapper train`")
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except SafetensorError as exc:
-        raise CheckpointError(f"{p}: truncated or corrupt mapper file ({exc})") from exc
-    except OSError as exc:
-        raise CheckpointError(f"{p}: cannot read the mapper file ({exc})") from exc
-    if header.get("format_version") != MAPPER_FORMAT_VERSION:
-        raise CheckpointError(f"{p}: mapper format version {header.get('format_version')!r} is not supported",
-                              f"this nada reads version {MAPPER_FORMAT_VERSION}")
+    header, state = read_tagged(p, MAPPER_FORMAT, MAPPER_FORMAT_VERSION, "mapper file", "not a nada mapper file",
+                                "pass a file written by `nada mapper train`")
     try:
         arch = MapperArch.from_dict(json.loads(header["arch"]))
         meta = json.loads(header.get("metadata", "{}"))
