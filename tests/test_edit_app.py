@@ -131,3 +131,26 @@ def test_edit_tab_in_a_browser(server, photo, tmp_path):
             assert "frames" in page.locator("#nada-e-vstatus").inner_text()
         finally:
             browser.close()
+
+
+def test_edit_stop_ends_the_inversion(server, photo):
+    import time
+
+    url, ctx, _ = server
+    c = Client(url, verbose=False)
+    job = c.submit(img=handle_file(str(photo)), names=["sketch-run"], n_steps=1000, wp=False, api_name="/edit")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until the inversion is under way
+        running = ctx.jobs.current()
+        if running is not None and running.snapshot().step > 0:
+            break
+        time.sleep(0.2)
+    c.predict(api_name="/edit_stop")
+    for _ in job:
+        pass
+    final = job.outputs()[-1]
+    assert "Stopped at iteration" in final[0] and "resumable" not in final[0], final[0]
+    step = int(final[0].split("Stopped at iteration ")[1].split(" ")[0])
+    assert step < 1000
+    # nothing of this visitor runs now: Stop says so in one line
+    assert "nothing of yours is running" in c.predict(api_name="/edit_stop")

@@ -72,6 +72,8 @@ def _edit_job(ctx: AppContext, form: EditForm, runs, source: str, hooks):
     cfg = InvertConfig(steps=form.steps, wplus=form.wplus)
     proj = invert_arrays(G, targets, cfg, progress=False, stop=lambda: hooks.stopping,
                          on_step=lambda done, total, loss: hooks.step({"iter": done, "loss": loss}, total))
+    if hooks.stopping:  # Stop: nothing to show for a half-done inversion
+        return None
     out = Path(ctx.scratch_file(".inv")).with_suffix("")
     inv = Inversion(["image"], targets, proj, how, [inputs[0].notes])
     metrics = write_inversion(out, inv, src_path, cfg, save_inputs=False, generator_label=source)
@@ -113,12 +115,19 @@ def _video_job(ctx: AppContext, latents: Path, names: tuple[str, ...], frames: i
 
     def counted():
         for i, frame in enumerate(morph_frames(gens, ws, cfg, noise)):
+            if hooks.stopping:
+                return
             hooks.step({"iter": i + 1}, cfg.frames)
             yield frame
 
     path = ctx.scratch_file(".mp4")
-    info = write_video(path, counted(), cfg, progress=False)
-    return {"video": path, **info}
+    try:
+        info = write_video(path, counted(), cfg, progress=False)
+    except ConfigError:
+        if hooks.stopping:  # stopped before the first frame
+            return None
+        raise
+    return None if hooks.stopping else {"video": path, **info}
 
 
 def submit_video(ctx: AppContext, state: dict | None, frames: int, fps: int, loop: bool, owner: str | None = None) -> Job:
@@ -156,6 +165,7 @@ def build_edit_tab(ctx: AppContext):
                 wplus = gr.Checkbox(d.wplus, label="W+ (one w per layer)", elem_id="nada-e-wplus")
             with gr.Row():
                 go = gr.Button("Invert and show", variant="primary", elem_id="nada-e-go")
+                stop = gr.Button("Stop", variant="stop", elem_id="nada-e-stop")
                 refresh = gr.Button("Refresh runs", size="sm")
             status = gr.HTML("", elem_id="nada-e-status")
         with gr.Column(scale=2, min_width=320):
@@ -192,16 +202,16 @@ def build_edit_tab(ctx: AppContext):
             return
         for snap in job.watch():
             if not snap.finished:
-                yield status_html(snap, ctx), gr.skip(), gr.skip(), gr.skip(), st
+                yield status_html(snap, ctx, resumable=False), gr.skip(), gr.skip(), gr.skip(), st
                 continue
             if snap.state != DONE or not snap.result:
-                yield status_html(snap, ctx), gr.skip(), "", hidden, st
+                yield status_html(snap, ctx, resumable=False), gr.skip(), "", hidden, st
                 return
             res = snap.result
             from .training import read_png
 
             picture = read_png(res["collage"])
-            yield (status_html(snap, ctx), for_display(picture, tile=999), result_markdown(res),
+            yield (status_html(snap, ctx, resumable=False), for_display(picture, tile=999), result_markdown(res),
                    gr.update(value=str(res["latents"]), visible=True), {"latents": str(res["latents"]), "runs": list(res["runs"])})
 
     def on_make(st, n_frames, n_fps, lp, request: gr.Request):
@@ -216,17 +226,25 @@ def build_edit_tab(ctx: AppContext):
             return
         for snap in job.watch():
             if not snap.finished:
-                yield status_html(snap, ctx), gr.skip()
+                yield status_html(snap, ctx, resumable=False), gr.skip()
                 continue
             if snap.state != DONE or not snap.result:
-                yield status_html(snap, ctx), gr.skip()
+                yield status_html(snap, ctx, resumable=False), gr.skip()
                 return
             r = snap.result
             yield message_html(f"{r['frames']} frames, {r['width']}x{r['height']}, {r['seconds']:.1f} s", "note"), \
                 str(r["video"])
 
+    def on_stop(request: gr.Request):
+        """Stop this visitor's inversion or video (the queue's other jobs are not theirs)."""
+        jobs = ctx.jobs.jobs_of(getattr(request, "session_hash", None))
+        for job in jobs:
+            job.stop()
+        return gr.skip() if jobs else message_html("nothing of yours is running", "note")
+
     go.click(on_go, [image, runs, steps, wplus, state], [status, grid, caption, dl, state], api_name="edit",
              concurrency_limit=None)
+    stop.click(on_stop, None, [status], api_name="edit_stop", concurrency_limit=None)
     make.click(on_make, [state, frames, fps, loop], [vstatus, video], api_name="edit_video", concurrency_limit=None)
     refresh.click(lists, [runs], [runs], api_name="edit_runs", concurrency_limit=None)
     return lists, [runs], [runs]

@@ -199,8 +199,9 @@ def message_html(text: str, kind: str = "error") -> str:
             f'{html.escape(prefix + text)}</div>')
 
 
-def status_html(snap: JobSnapshot, ctx: AppContext | None = None) -> str:
-    """The progress line of a job: place in line, iteration / it/s / loss, or how it ended."""
+def status_html(snap: JobSnapshot, ctx: AppContext | None = None, resumable: bool = True) -> str:
+    """The progress line of a job: place in line, iteration / it/s / loss, or how it ended
+    (``resumable``: a stopped job left a checkpoint to continue, as trainings do)."""
     total = snap.total or 0
     if snap.state == QUEUED:
         running = ctx.jobs.current() if ctx is not None else None
@@ -225,6 +226,8 @@ def status_html(snap: JobSnapshot, ctx: AppContext | None = None) -> str:
     if snap.state == DONE:
         return _bar(1, f"Done: {text}.", "done")
     if snap.state == STOPPED:
+        if not resumable:
+            return _bar(fraction, f"Stopped at {text}.", "stopped")
         return _bar(fraction, f"Stopped at {text}; a resumable checkpoint is saved (Resume below continues it).",
                     "stopped")
     if snap.stop_requested:
