@@ -430,7 +430,8 @@ def train_many(cfgs: Sequence[TrainConfig], out: str | Path, names: Sequence[str
     t_start = time.perf_counter()
     with contextlib.ExitStack() as locks:  # a second job on the same domains is refused, not interleaved
         for i in mine:
-            locks.enter_context(RunLock(cfgs[i].out))
+            if cfgs[i].adapter != "full":  # full domains run through `train`, which locks its run itself
+                locks.enter_context(RunLock(cfgs[i].out))
         _train_shard(cfgs, outcomes, mine, quiet, hooks, chunk or CHUNK)
     result.seconds = time.perf_counter() - t_start
     if world == 1:
@@ -441,6 +442,9 @@ def train_many(cfgs: Sequence[TrainConfig], out: str | Path, names: Sequence[str
 def _train_shard(cfgs, outcomes, mine, quiet, hooks, chunk) -> None:
     generators: dict[str, Any] = {}
     groups: dict[tuple, list[tuple[int, Trainer]]] = {}
+
+    def stopped() -> bool:  # Ctrl-C or hooks.stop ends the job, not just one domain
+        return any(o.status == "interrupted" for o in outcomes) or (hooks is not None and hooks.stopping)
     for i in mine:
         cfg, o = cfgs[i], outcomes[i]
         state = domain_state(cfg)
@@ -451,7 +455,7 @@ def _train_shard(cfgs, outcomes, mine, quiet, hooks, chunk) -> None:
             continue
         cfg = cfg.replace(resume=state == "resumable", overwrite=state == "new", quiet=quiet)
         if cfg.adapter == "full":
-            if not (any(x.status == "interrupted" for x in outcomes) or (hooks is not None and hooks.stopping)):
+            if not stopped():
                 _train_one(cfg, o, generators, hooks)
             continue
         try:
@@ -478,7 +482,7 @@ def _train_shard(cfgs, outcomes, mine, quiet, hooks, chunk) -> None:
         for t in trainers[1:]:
             t.twin = t.prep.twin = trainers[0].twin
             t.layers = trainers[0].layers
-        if any(o.status == "interrupted" for o in outcomes) or (hooks is not None and hooks.stopping):
+        if stopped():
             break
         GroupTrainer(trainers, [outcomes[i] for i, _, _ in members], members[0][2], hooks, chunk).run(quiet)
 
@@ -499,20 +503,16 @@ def _read_eval(cfg: TrainConfig) -> dict[str, Any] | None:
 
 def _train_one(cfg: TrainConfig, o: DomainOutcome, generators: dict[str, Any], hooks: RunHooks | None) -> None:
     """A full fine-tuning domain: ``nada train`` in this process, sharing the loaded models."""
+    from .trainer import train
+
     try:
-        prep = prepare(cfg, generators=generators)
-        run_dir = rundir.create_run_dir(prep.cfg)
-        trainer = Trainer(prep, run_dir, hooks)
-        if prep.state is not None:
-            trainer.load_state_dict(prep.state)
-        before = trainer.iteration
-        res = trainer.run()
+        res = train(cfg, hooks=hooks, generators=generators)
     except (NadaError, FloatingPointError) as exc:
         o.status, o.error = "failed", str(exc)
         log.error("%s failed: %s", o.name, exc)
         return
     o.iterations, o.seconds = res.iterations, round(res.seconds, 3)
-    done = res.iterations - before
+    done = len(res.history)  # this call's iterations (a resumed domain had some already)
     o.images_per_s = round(done * cfg.batch / res.seconds, 3) if res.seconds > 0 and done else None
     if res.interrupted:
         o.status = "interrupted"

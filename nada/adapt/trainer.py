@@ -434,12 +434,13 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, objective: Objective | None = None, hooks: RunHooks | None = None,
-          dist=None) -> RunResult:
+          dist=None, generators: dict[str, Any] | None = None) -> RunResult:
     """Run NADA as ``cfg`` says (Python API of ``nada train``). ``objective`` replaces the CLIP
     guidance built from ``cfg`` (tests, custom losses); ``hooks`` get each step's record and each
     sample grid, and ``hooks.stop`` ends the run as Ctrl-C does (resumable, ``interrupted``).
     ``dist`` (:func:`nada.adapt.distributed.init_from_env`): data parallel over torchrun's ranks,
-    effective batch world · ``cfg.batch``; rank 0 writes the run directory.
+    effective batch world · ``cfg.batch``; rank 0 writes the run directory. ``generators``: see
+    :func:`prepare` (runs in one process sharing one load).
     Everything is validated before the run directory is created."""
     import contextlib
 
@@ -447,13 +448,13 @@ def train(cfg: TrainConfig, objective: Objective | None = None, hooks: RunHooks 
     from ..outputs import RunLock
 
     if dist is None:
-        prep = prepare(cfg, objective)
+        prep = prepare(cfg, objective, generators)
     else:  # every rank validates and loads; none writes before all have succeeded
         from .distributed import gather_errors
 
         prep, error = None, None
         try:
-            prep = prepare(cfg, objective)
+            prep = prepare(cfg, objective, generators)
         except NadaError as exc:
             error = str(exc)
         gather_errors(dist, error)
