@@ -66,16 +66,6 @@ def rank_device(ctx: DistContext, device: str) -> str:
     return f"cuda:{ctx.local_rank}" if ctx.backend == "nccl" and device in ("auto", "cuda") else device
 
 
-def broadcast_error(ctx: DistContext, error: str | None) -> None:
-    """Rank 0's set-up error, raised on every rank (so none waits for a rank that gave up)."""
-    import torch.distributed as dist
-
-    box = [error]
-    dist.broadcast_object_list(box, src=0)
-    if box[0] is not None:
-        raise ConfigError(box[0])
-
-
 def train_many_distributed(ctx: DistContext, cfgs: Sequence, out: str | Path, names=None, resume=False,
                            overwrite=False, quiet=False, chunk=None):
     """:func:`nada.adapt.many.train_many` with domain i on rank ``i % world``: rank 0 checks and
@@ -99,7 +89,7 @@ def train_many_distributed(ctx: DistContext, cfgs: Sequence, out: str | Path, na
                 many.write_job(out, names, job, overwrite)
         except NadaError as exc:
             error = str(exc)
-    broadcast_error(ctx, error)
+    gather_errors(ctx, error)  # rank 0's set-up error, raised on every rank
     result = many.train_many(cfgs, out, names=None, resume=True, quiet=quiet or not ctx.is_main,
                              shard=(ctx.rank, ctx.world), chunk=chunk)
     gathered: list = [None] * ctx.world
