@@ -5,10 +5,12 @@ settings measured best for adapting it, so a user's own generator can bring its 
 no code has to recognise a generator by name::
 
     {"train": {"layers": "texture", "lr": 0.03, "batch": 16, "lr_final": 0.333, "clip": [...]},
+     "adapters": {"modulation": {"layers": "all", "lr": 0.05, "lr_final": 1}},
      "mapper": {"clip": [...]}, "evaluator": "shapes", "note": "why these values"}
 
 ``train`` holds values of :class:`nada.adapt.TrainConfig` options that default to "unset"
-(:data:`TRAIN_KEYS`); ``mapper`` the CLIP models of ``nada mapper train``; ``evaluator`` the
+(:data:`TRAIN_KEYS`); ``adapters`` per ``--adapter stylespace|modulation`` the layer choice
+and schedule (:data:`SCHEDULE_KEYS`) measured best for that adapter, over ``train``'s; ``mapper`` the CLIP models of ``nada mapper train``; ``evaluator`` the
 judge of the generator's images (``"shapes"``: the shapes world's oracle). ``nada train`` starts
 from the official defaults, then the recipe, then the preset, then explicit options; the layer
 choice (:data:`LAYER_KEYS` with lr, batch and lr_final) is one measured setting, so it is taken
@@ -35,6 +37,7 @@ SCHEDULE_KEYS = (*LAYER_KEYS, "lr", "batch", "lr_final")
 TRAIN_KEYS = (*SCHEDULE_KEYS, *CLIP_KEYS)
 MAPPER_KEYS = CLIP_KEYS
 EVALUATORS = ("shapes",)
+ADAPTER_KINDS = ("stylespace", "modulation")  # the small-file adapters a recipe may tune
 
 
 @dataclass(frozen=True)
@@ -43,12 +46,15 @@ class Recipe:
 
     train: dict[str, Any] = field(default_factory=dict)
     mapper: dict[str, Any] = field(default_factory=dict)
+    adapters: dict[str, dict[str, Any]] = field(default_factory=dict)  # adapter → schedule over train's
     evaluator: str | None = None
     note: str = ""
     source: str = ""            # the file it was read from (for messages and config.json)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"train": self.train, "mapper": self.mapper}
+        if self.adapters:
+            d["adapters"] = self.adapters
         if self.evaluator:
             d["evaluator"] = self.evaluator
         if self.note:
@@ -61,10 +67,10 @@ class Recipe:
         where = source or "recipe"
         if not isinstance(d, dict):
             raise ConfigError(f"{where}: the {RECIPE_KEY} metadata is not an object")
-        unknown = set(d) - {"train", "mapper", "evaluator", "note"}
+        unknown = set(d) - {"train", "mapper", "adapters", "evaluator", "note"}
         if unknown:
             raise ConfigError(f"{where}: unknown recipe entries {sorted(unknown)}",
-                              "a recipe holds train, mapper, evaluator and note")
+                              "a recipe holds train, mapper, adapters, evaluator and note")
         parts = {}
         for part, allowed in (("train", TRAIN_KEYS), ("mapper", MAPPER_KEYS)):
             values = d.get(part) or {}
@@ -81,10 +87,24 @@ class Recipe:
                         raise ConfigError(f"{where}: recipe {part}.{key} must be a non-empty list")
                     values[key] = tuple(values[key])
             parts[part] = values
+        adapters = d.get("adapters") or {}
+        if not isinstance(adapters, dict) or not all(isinstance(v, dict) for v in adapters.values()):
+            raise ConfigError(f"{where}: recipe 'adapters' is not an object of objects",
+                              'e.g. {"modulation": {"layers": "all", "lr": 0.05}}')
+        bad = set(adapters) - set(ADAPTER_KINDS)
+        if bad:
+            raise ConfigError(f"{where}: recipe adapters has unknown adapters {sorted(bad)}",
+                              f"allowed: {', '.join(ADAPTER_KINDS)}")
+        for kind, values in adapters.items():
+            bad = set(values) - set(SCHEDULE_KEYS)
+            if bad:
+                raise ConfigError(f"{where}: recipe adapters.{kind} has unknown options {sorted(bad)}",
+                                  f"allowed: {', '.join(SCHEDULE_KEYS)}")
         evaluator = d.get("evaluator")
         if evaluator is not None and evaluator not in EVALUATORS:
             raise ConfigError(f"{where}: unknown recipe evaluator {evaluator!r}", f"known: {', '.join(EVALUATORS)}")
-        return Recipe(parts["train"], parts["mapper"], evaluator, str(d.get("note") or ""), source)
+        return Recipe(parts["train"], parts["mapper"], {k: dict(v) for k, v in adapters.items()}, evaluator,
+                      str(d.get("note") or ""), source)
 
 
 def read_recipe_json(path: str | os.PathLike) -> Recipe:

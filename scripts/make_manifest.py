@@ -33,7 +33,7 @@ PRODUCERS = {
         "(2 CPU cores, 78 min, to step 9078); 6. --batch 128 --lr 0.002 --lr-final 0.02 --ema-beta 0.995 "
         "--device cuda --workers 7 (one H100, 8.3 min, 12698 steps to step 21776, cosine lr annealing); "
         "stages 2-6 with --beta1 0.9 --shape-head 0.5; then the script's RECIPE written into the header "
-        "metadata (nada_recipe; tensors unchanged, 2026-12-02)"
+        "metadata (nada_recipe; tensors unchanged, 2026-12-02; its adapters part added 2026-12-03)"
     ),
 }
 

@@ -65,6 +65,10 @@ PRESET = "shapes-64"
 # with equal weights keep sketch and pixel-art outlines that the 16 px model alone lets break.
 RECIPE = {
     "train": {"layers": "texture", "lr": 0.03, "batch": 16, "lr_final": 1 / 3, "clip": ["shapes", "shapes-fine"]},
+    # the small-file adapters reach neon and pixel art only with every layer, at a constant lr
+    # (docs/domains.md, 2026-12-03): no one setting reaches all three styles within 0.05 of full
+    "adapters": {"stylespace": {"layers": "all", "lr": 0.3, "lr_final": 1.0},
+                 "modulation": {"layers": "all", "lr": 0.05, "lr_final": 1.0}},
     "mapper": {"clip": ["shapes", "shapes-fine"]},
     "evaluator": "shapes",
     "note": "measured best on the shapes world: docs/shapes-world-experiments.md",

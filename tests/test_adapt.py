@@ -400,6 +400,20 @@ def test_shapes_world_run_ends_with_eval(tmp_path, monkeypatch):
     assert not (tmp_path / "run2").exists()
 
 
+def test_consistency_term_is_the_weighted_angle_consistency_of_each_encoder():
+    from nada.guidance.losses import angle_consistency_loss
+
+    obj = objective()
+    g = torch.Generator().manual_seed(5)
+    frozen, edited = torch.rand(2, 4, 3, 16, 16, generator=g) * 2 - 1
+    terms = obj.losses(frozen, edited, {"direction": 1.0, "consistency": 1.0})
+    expect = sum(w * angle_consistency_loss(enc.encode_image(frozen), enc.encode_image(edited))
+                 for enc, w in zip(obj.encoders, obj.weights))
+    torch.testing.assert_close(terms["consistency"], expect)
+    assert terms["consistency"].item() > 0
+    assert obj.losses(frozen, frozen.clone(), {"consistency": 1.0})["consistency"].item() < 1e-10
+
+
 def test_patch_term_is_the_directional_loss_on_matching_crops():
     from nada.guidance.losses import directional_loss, random_patches
     from nada.adapt.objective import PATCH_FRACTION, PATCHES_PER_IMAGE

@@ -15,6 +15,7 @@ from nada.errors import ModelNotFoundError
 from nada.guidance import (
     ClipEncoder,
     CLIPGuidance,
+    angle_consistency_loss,
     clip_preprocess,
     directional_loss,
     embedding_norm_loss,
@@ -200,6 +201,28 @@ def test_global_norm_and_manifold_losses():
     s, g = F.normalize(torch.randn(16), dim=0), F.normalize(torch.randn(16), dim=0)
     # an edit that moves the image exactly as far as the texts are apart has zero angle loss
     assert manifold_angle_loss(s[None], g[None], s, g).item() < 1e-6
+
+
+def test_angle_consistency_loss_against_pairwise_loop():
+    torch.manual_seed(3)
+    src, edit = torch.randn(5, 16), torch.randn(5, 16)
+    terms = []
+    for i in range(5):
+        for j in range(5):
+            if i != j:
+                before = F.cosine_similarity(src[i], src[j], dim=0)
+                after = F.cosine_similarity(edit[i], edit[j], dim=0)
+                terms.append((before - after) ** 2)
+    torch.testing.assert_close(angle_consistency_loss(src, edit), torch.stack(terms).mean())
+    # an edit that keeps every pairwise angle (a rotation of the whole batch, rescaled) costs nothing
+    rot, _ = torch.linalg.qr(torch.randn(16, 16))
+    assert angle_consistency_loss(src, 3 * src @ rot).item() < 1e-10
+    # moving every image to one look is what it penalises
+    assert angle_consistency_loss(src, edit[:1].expand(5, -1)).item() > 0.1
+    one = torch.randn(1, 16, requires_grad=True)
+    loss = angle_consistency_loss(torch.randn(1, 16), one)
+    loss.backward()
+    assert loss.item() == 0 and one.grad is not None
 
 
 def test_ensemble_weights_sum_losses(tiny_name):

@@ -72,6 +72,28 @@ def test_own_recipe_then_preset_then_options(tmp_path):
     assert own.clip == ("x",) and own.clip_weights == (1.0,)
 
 
+def test_recipe_adapters_part_sets_each_adapters_schedule(tmp_path):
+    g = _with_recipe(tmp_path, {"train": {"layers": "b8.*", "lr": 0.01, "batch": 4, "lr_final": 0.5},
+                                "adapters": {"modulation": {"layers": "all", "lr": 0.05, "lr_final": 1}}})
+    mod = TrainConfig(target="sketch", generator=g, adapter="modulation")
+    assert (mod.layers, mod.lr, mod.batch, mod.lr_final) == ("all", 0.05, 4, 1)
+    assert mod.origin["lr"].endswith("modulation adapter)") and not mod.origin["batch"].endswith("adapter)")
+    full = TrainConfig(target="sketch", generator=g)
+    assert (full.layers, full.lr, full.lr_final) == ("b8.*", 0.01, 0.5)
+    # an adapter the recipe does not tune keeps train's schedule, its lr scaled by the adapter's factor
+    style = TrainConfig(target="sketch", generator=g, adapter="stylespace")
+    assert (style.layers, style.lr) == ("b8.*", pytest.approx(0.1))
+    # layers chosen by the user: the recipe's layer setting goes, the factor applies to the default lr
+    own = TrainConfig(target="sketch", generator=g, adapter="modulation", layers="b4.*")
+    assert (own.layers, own.lr, own.batch) == ("b4.*", 0.002, 2)
+    for bad, match in (({"full": {"lr": 1}}, "unknown adapters"), ({"modulation": {"seed": 1}}, "unknown options"),
+                       ({"modulation": 3}, "not an object")):
+        with pytest.raises(ConfigError, match=match):
+            Recipe.from_dict({"adapters": bad}, "x")
+    r = Recipe.from_dict({"adapters": {"stylespace": {"lr": 0.3}}}, "x")
+    assert Recipe.from_dict(r.to_dict()).adapters == {"stylespace": {"lr": 0.3}}
+
+
 def test_bad_recipe_is_one_line_naming_the_file(tmp_path, capsys):
     g = _with_recipe(tmp_path, {"train": {"lr": 0.01, "truncation": 0.5}})
     with pytest.raises(ConfigError, match="unknown options.*truncation"):

@@ -29,8 +29,9 @@ def generator_adam(lr: float) -> tuple[float, tuple[float, float]]:
 
 
 OFFICIAL_LR = 0.002
-# An unset lr of an adapter run is the full-fine-tuning lr (recipe or official) times this: a style
-# offset needs larger steps than a weight (measured on the shapes world: docs/domains.md).
+# An unset lr of an adapter run whose generator's recipe names no lr for that adapter is the
+# full-fine-tuning lr (recipe or official) times this: a style offset needs larger steps than a
+# weight (measured on the shapes world: docs/domains.md).
 ADAPTER_LR_FACTOR = {"full": 1.0, "stylespace": 10.0, "modulation": 1.0}
 OFFICIAL_BATCH = 2
 DEFAULT_K = 2
@@ -93,6 +94,7 @@ class TrainConfig:
     lambda_norm: float = 0.0                 # CLIP embedding-norm loss
     lambda_manifold: float = 0.0             # manifold angle loss (official 0)
     lambda_patch: float = 0.0                # patch directional loss (official 0)
+    lambda_consistency: float = 0.0          # in-domain angle consistency across the batch (HyperDomainNet)
     # --- outputs -------------------------------------------------------------------------
     sample_every: int = 100                  # frozen-vs-adapted grid every N iterations (0 = only at the end)
     sample_seeds: str = "0-7"                # seeds of the sample grids
@@ -176,14 +178,17 @@ class TrainConfig:
         recipe = generator_recipe(self.generator) if unset or self.evaluator is None else None
         origin = dict(self.origin)
         from_recipe = dict(recipe.train) if recipe else {}
+        for_adapter = dict(recipe.adapters.get(self.adapter, {})) if recipe else {}
+        from_recipe.update(for_adapter)
         if any(getattr(self, k) is not None for k in LAYER_KEYS):  # the layers are chosen: not the recipe's
             from_recipe = {k: v for k, v in from_recipe.items() if k in CLIP_KEYS}
+        for_adapter = {k: v for k, v in for_adapter.items() if k in from_recipe}
         if "clip" not in unset:  # weights belong to the model list they were given with
             from_recipe.pop("clip_weights", None)
         for key in sorted(unset):
             if key in from_recipe:
                 put(key, from_recipe[key])
-                origin[key] = f"recipe ({recipe.source})"
+                origin[key] = f"recipe ({recipe.source}{f', {self.adapter} adapter' if key in for_adapter else ''})"
         official = {"lr": OFFICIAL_LR, "batch": OFFICIAL_BATCH, "lr_final": 1.0, "auto_layer_k": DEFAULT_K,
                     "clip": OFFICIAL_CLIP}
         for key, value in official.items():
@@ -191,7 +196,7 @@ class TrainConfig:
                 put(key, value)
                 origin[key] = "default"
         factor = ADAPTER_LR_FACTOR.get(self.adapter, 1.0)
-        if "lr" in unset and factor != 1.0:
+        if "lr" in unset and factor != 1.0 and "lr" not in for_adapter:
             put("lr", self.lr * factor)
             origin["lr"] = f"{origin['lr']} x {factor:g} ({self.adapter} adapter)"
         if self.evaluator is None:
@@ -258,7 +263,8 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-LOSS_WEIGHTS = ("lambda_direction", "lambda_global", "lambda_norm", "lambda_manifold", "lambda_patch")
+LOSS_WEIGHTS = ("lambda_direction", "lambda_global", "lambda_norm", "lambda_manifold", "lambda_patch",
+               "lambda_consistency")
 
 
 def parse_k(spec: int | str) -> tuple[str, Any]:

@@ -39,8 +39,8 @@ def check_prompt_words(encoders: Sequence, specs: Sequence[str], texts: dict[str
 
 
 class ClipObjective:
-    """Global, directional, embedding-norm, manifold and patch CLIP losses summed over encoders
-    with weights."""
+    """Global, directional, embedding-norm, manifold, angle-consistency and patch CLIP losses
+    summed over encoders with weights."""
 
     def __init__(
         self,
@@ -143,6 +143,7 @@ class ClipObjective:
         trained)`` features, or None for a zero-weight encoder (``train-many`` encodes the
         frozen images once for all its domains)."""
         from ..guidance.losses import (
+            angle_consistency_loss,
             directional_loss,
             embedding_norm_loss,
             global_clip_loss,
@@ -167,6 +168,8 @@ class ClipObjective:
             out["global"] = pick(lambda i, f0, f1: global_clip_loss(f1, self.target_feat[i].to(f1.device)))
         if "norm" in need:
             out["norm"] = pick(lambda i, f0, f1: embedding_norm_loss(f0, f1))
+        if "consistency" in need:
+            out["consistency"] = pick(lambda i, f0, f1: angle_consistency_loss(f0, f1))
         if "manifold" in need:
             if self.source_feat is None:
                 raise ConfigError("the manifold loss needs a --target text", "set --lambda-manifold 0")

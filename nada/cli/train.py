@@ -96,6 +96,9 @@ def add_train_options(p: argparse.ArgumentParser, skip: frozenset[str] = frozens
     a("--lambda-manifold", type=float, default=0.0, help="manifold angle loss weight (default: 0, official)")
     a("--lambda-patch", type=float, default=0.0, help="patch directional loss weight: the directional loss on 4 random crops per image "
       "(half the image side) cut at the same places from both twins (default: 0, official)")
+    a("--lambda-consistency", type=float, default=0.0,
+      help="in-domain angle consistency weight: keeps the pairwise CLIP angles of the batch's images, so the "
+           "edit cannot move every image to one look (HyperDomainNet; default: 0)")
     a("--out", default="runs/nada", help="run directory (default: runs/nada)")
     a("--overwrite", action="store_true", help="replace an existing run directory")
     a("--resume", default=None, metavar="RUN_DIR",
@@ -156,7 +159,8 @@ def train_options(args: argparse.Namespace) -> dict:
         target=getattr(args, "target", None), style_images=getattr(args, "style_images", None), lr=args.lr, adapter=args.adapter,
         truncation=args.truncation, noise_mode=args.noise_mode, seed=args.seed, layers=args.layers,
         lambda_direction=args.lambda_direction, lambda_global=args.lambda_global, lambda_norm=args.lambda_norm,
-        lambda_manifold=args.lambda_manifold, lambda_patch=args.lambda_patch, sample_every=args.sample_every,
+        lambda_manifold=args.lambda_manifold, lambda_patch=args.lambda_patch,
+        lambda_consistency=args.lambda_consistency, sample_every=args.sample_every,
         sample_seeds=args.sample_seeds, sample_truncation=args.sample_truncation, save_every=args.save_every,
         evaluate=not args.no_eval, eval_seeds=args.eval_seeds, device=args.device, quiet=args.quiet,
     )

@@ -16,7 +16,8 @@ _FORMATTER = argparse.RawDescriptionHelpFormatter
 LINE_OPTIONS = {"--iters": int, "--lr": float, "--lr-final": float, "--source": str, "--name": str,
                 "--layers": str, "--adapter": str, "--seed": int, "--batch": int,
                 "--lambda-direction": float, "--lambda-global": float, "--lambda-norm": float,
-                "--lambda-manifold": float, "--lambda-patch": float}
+                "--lambda-manifold": float, "--lambda-patch": float,
+                "--lambda-consistency": float}
 
 
 def register(sub, name: str) -> None:

@@ -1,9 +1,11 @@
 """CLIP guidance: open_clip models (and the embedded shapes CLIP) behind one interface, and the
-NADA losses (global, directional, embedding-norm, manifold angle, patch-directional)."""
+NADA losses (global, directional, embedding-norm, manifold angle, angle consistency,
+patch-directional)."""
 
 from .encoder import ClipEncoder, cached_weights, clear_cache, imagenet_templates, load_clip
 from .losses import (
     CLIPGuidance,
+    angle_consistency_loss,
     directional_loss,
     embedding_norm_loss,
     global_clip_loss,
@@ -17,6 +19,7 @@ from .specs import OPENAI_ALIASES, ClipSpec, parse_spec
 
 __all__ = [
     "CLIPGuidance",
+    "angle_consistency_loss",
     "ClipEncoder",
     "ClipSpec",
     "OPENAI_ALIASES",

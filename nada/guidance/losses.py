@@ -66,6 +66,19 @@ def manifold_angle_loss(
     return (cos_img - cos_txt).abs().mean()
 
 
+def angle_consistency_loss(source_feat: torch.Tensor, edited_feat: torch.Tensor) -> torch.Tensor:
+    """Mean over pairs i ≠ j of the batch of (cos(E(src_i), E(src_j)) − cos(E(edit_i), E(edit_j)))²:
+    the edit keeps how the images relate to each other (HyperDomainNet's in-domain angle
+    consistency), so it cannot move them all to one look. 0 for a batch of one."""
+    n = source_feat.shape[0]
+    if n < 2:
+        return edited_feat.sum() * 0
+    a, b = _unit(source_feat), _unit(edited_feat)
+    diff = a @ a.T - b @ b.T
+    off = ~torch.eye(n, dtype=torch.bool, device=diff.device)
+    return diff[off].pow(2).mean()
+
+
 def patch_directional_loss(
     source_patch_feat: torch.Tensor,    # [P, D] embeddings of patches of the source images
     edited_patch_feat: torch.Tensor,    # [P, D] embeddings of the same patches of the edited images
