@@ -365,7 +365,7 @@ def describe_checkpoint(path: str | os.PathLike) -> list[tuple[str, str]]:
         fmt = lambda d: ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in d.items()) or "-"  # noqa: E731
         rows.append(("recipe: train", fmt(recipe.train)))
         for kind, values in recipe.adapters.items():
-            rows.append((f"recipe: --adapter {kind}", fmt(values)))
+            rows.append((f"recipe: {kind}", fmt(values)))
         rows.append(("recipe: mapper", fmt(recipe.mapper)))
         rows.append(("recipe: evaluator", recipe.evaluator or "none"))
         if recipe.note:
