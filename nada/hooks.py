@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import logging
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,3 +35,38 @@ class RunHooks:
     @property
     def stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
+
+
+class CtrlC:
+    """Ctrl-C as a clean stop for a training loop (``install()`` before it, ``restore()`` after,
+    or ``with ctrl_c:``): the first
+    sets ``requested`` (the loop finishes its step, saves a resumable checkpoint and returns), a
+    second raises KeyboardInterrupt. Installed only from the main thread (the only one Python
+    delivers signals to); the previous handler comes back on exit."""
+
+    def __init__(self, message: str):
+        self.message = message          # logged at the first Ctrl-C: what the loop does now
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning(self.message)
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def __enter__(self) -> "CtrlC":
+        self.install()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.restore()

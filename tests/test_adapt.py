@@ -302,7 +302,7 @@ def test_cosine_lr_schedule_is_used_and_resumes_exactly(gen_path, tmp_path, monk
 
     def stop_after_two(self):
         record = step(self)
-        self._stop = self.iteration == 2
+        self.ctrl_c.requested = self.iteration == 2
         return record
 
     monkeypatch.setattr(Trainer, "step", stop_after_two)

@@ -23,8 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import signal
-import threading
 import time
 import zlib
 from collections.abc import Sequence
@@ -35,7 +33,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, NadaError
-from ..hooks import RunHooks
+from ..hooks import CtrlC, RunHooks
 from ..outputs import RunLock
 from . import rundir
 from .config import TrainConfig, generator_adam
@@ -232,7 +230,7 @@ class GroupTrainer:
             self.rng.set_state(shared_rng_state)
         self.stack = StackedAdapters(self.trainers)
         self.chunk = max(1, chunk or CHUNK)
-        self._stop = False
+        self.ctrl_c = CtrlC("interrupt: finishing this step and saving every domain's resumable checkpoint")
 
     @contextlib.contextmanager
     def _as_single(self, t: Trainer):
@@ -326,17 +324,10 @@ class GroupTrainer:
                                 "search_s": round(search_s, 5), "domains": k}))
         return records
 
-    def _on_sigint(self, signum, frame) -> None:
-        if self._stop:
-            raise KeyboardInterrupt
-        self._stop = True
-        log.warning("interrupt: finishing this step and saving every domain's resumable checkpoint")
-
     def run(self, quiet: bool) -> None:
         from tqdm import tqdm
 
-        in_main = threading.current_thread() is threading.main_thread()
-        old = signal.signal(signal.SIGINT, self._on_sigint) if in_main else None
+        self.ctrl_c.install()
         start = min(t.iteration for t in self.trainers)
         total = max(t.cfg.iters for t in self.trainers)
         bar = tqdm(total=total, initial=start, desc=f"nada train-many ({len(self.trainers)} domains)", unit="it",
@@ -346,7 +337,7 @@ class GroupTrainer:
         steps = {id(t): 0 for t in self.trainers}
         try:
             active = [t for t in self.trainers if t.iteration < t.cfg.iters]
-            while active and not (self._stop or self.hooks.stopping):
+            while active and not (self.ctrl_c.requested or self.hooks.stopping):
                 t0 = time.perf_counter()
                 active[0].governor.tick()
                 losses = []
@@ -382,8 +373,7 @@ class GroupTrainer:
         finally:
             bar.close()
             self.stack.detach()
-            if old is not None:
-                signal.signal(signal.SIGINT, old)
+            self.ctrl_c.restore()
 
     def _finish(self, t: Trainer, loop_s: float, steps: int) -> None:
         o = self.outcomes[id(t)]

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, ConfigError, DataError
-from ..hooks import RunHooks
+from ..hooks import CtrlC, RunHooks
 from ..recipe import RECIPE_KEY
 from . import rundir
 from .adapters import StyleAdapter
@@ -185,7 +183,8 @@ class Trainer:
             self.ddp = wrap_data_parallel(dist, self.twin.trainable, self.adapter)
         self.iteration = 0
         self.selection: LayerSelection | None = None  # last search result (reused auto_layer_every steps)
-        self._stop = False
+        self.ctrl_c = CtrlC("interrupt: finishing this iteration and saving a resumable checkpoint "
+                            "(Ctrl-C again to abort)")
         self._base: dict[str, Any] | None = None  # the domain file's base record (computed once)
         from ..cpu import ThreadGovernor
 
@@ -336,23 +335,16 @@ class Trainer:
         return f"{stem}.domain.safetensors" if self.adapter is not None else f"{stem}.safetensors"
 
     # -- the loop -------------------------------------------------------------------------
-    def _on_sigint(self, signum, frame) -> None:
-        if self._stop:  # second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        self._stop = True
-        log.warning("interrupt: finishing this iteration and saving a resumable checkpoint (Ctrl-C again to abort)")
-
     def run(self) -> RunResult:
         from tqdm import tqdm
 
         cfg = self.cfg
         result = RunResult(self.run_dir, self.iteration)
-        in_main = threading.current_thread() is threading.main_thread()
-        old_handler = signal.signal(signal.SIGINT, self._on_sigint) if in_main else None
         bar = tqdm(total=cfg.iters, initial=self.iteration, desc="nada train", unit="it",
                    disable=cfg.quiet or not self.main, dynamic_ncols=True)
         log_every = max(1, cfg.iters // 10)
         t_start = time.perf_counter()
+        self.ctrl_c.install()
         try:
             while self.iteration < cfg.iters:
                 self.governor.tick()
@@ -371,7 +363,7 @@ class Trainer:
                 if self.main and cfg.save_every and it % cfg.save_every == 0 and it < cfg.iters:
                     self.save_generator(self.run_dir / rundir.CHECKPOINTS / self.output_name(f"iter_{it:06d}"))
                     self.save_resumable()
-                stop = self._stop or self.hooks.stopping
+                stop = self.ctrl_c.requested or self.hooks.stopping
                 if self.dist is not None:
                     from .distributed import any_rank
 
@@ -384,8 +376,7 @@ class Trainer:
                     break
         finally:
             bar.close()
-            if old_handler is not None:
-                signal.signal(signal.SIGINT, old_handler)
+            self.ctrl_c.restore()
         result.seconds = time.perf_counter() - t_start
         result.iterations = self.iteration
         if result.interrupted or not self.main:

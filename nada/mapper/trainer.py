@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +16,7 @@ import torch
 from ..adapt import rundir
 from ..checkpoints import atomic_write
 from ..errors import ConfigError
-from ..hooks import RunHooks
+from ..hooks import CtrlC, RunHooks
 from .config import MapperConfig
 from .files import LoadedMapper, check_fits, describe_generator, load_latents, load_mapper, save_mapper
 from .losses import MapperObjective
@@ -208,7 +206,7 @@ class MapperTrainer:
         self.step_count = 0
         self.perm = torch.randperm(len(prep.latents), generator=self.rng)
         self.pos = 0
-        self._stop = False
+        self.ctrl_c = CtrlC("interrupt: finishing this step and saving a resumable checkpoint (Ctrl-C again to abort)")
         self.source_feats: list[torch.Tensor | None] | None = None  # per latent, filled as drawn
         self.have = torch.zeros(len(prep.latents), dtype=torch.bool)
 
@@ -306,19 +304,12 @@ class MapperTrainer:
         self.hooks.sample(path)
         return path
 
-    def _on_sigint(self, signum, frame) -> None:
-        if self._stop:
-            raise KeyboardInterrupt
-        self._stop = True
-        log.warning("interrupt: finishing this step and saving a resumable checkpoint (Ctrl-C again to abort)")
-
     def run(self) -> MapperResult:
         from tqdm import tqdm
 
         cfg = self.cfg
         result = MapperResult(self.run_dir, self.step_count)
-        in_main = threading.current_thread() is threading.main_thread()
-        old = signal.signal(signal.SIGINT, self._on_sigint) if in_main else None
+        self.ctrl_c.install()
         bar = tqdm(total=cfg.steps, initial=self.step_count, desc="nada mapper", unit="step",
                    disable=cfg.quiet, dynamic_ncols=True)
         log_every = max(1, cfg.steps // 10)
@@ -340,15 +331,14 @@ class MapperTrainer:
                 if cfg.save_every and s % cfg.save_every == 0 and s < cfg.steps:
                     self.save_mapper(self.run_dir / rundir.CHECKPOINTS / f"step_{s:06d}.safetensors")
                     self.save_resumable()
-                if self._stop or self.hooks.stopping:
+                if self.ctrl_c.requested or self.hooks.stopping:
                     self.save_resumable()
                     result.interrupted = True
                     log.warning("stopped at step %d; resume with: nada mapper train --resume %s", s, self.run_dir)
                     break
         finally:
             bar.close()
-            if old is not None:
-                signal.signal(signal.SIGINT, old)
+            self.ctrl_c.restore()
         result.seconds = time.perf_counter() - t_start
         result.steps = self.step_count
         if result.interrupted:
