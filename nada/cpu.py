@@ -5,7 +5,11 @@ OpenMP's spin-waiting threads fight it for the cores at every one of the hundred
 regions in a step and a NADA step took 4-7x its quiet time; sleeping waits (``PASSIVE``) or one
 thread stay near 2x. Quiet, spinning is faster (sleeping costs 1.9x). So the thread count and
 the wait policy follow the cores that are actually free: measured before torch starts (the
-policy can only be set then) and, for the thread count, again while a run goes on.
+policy can only be set then) and, for the thread count, again while a run goes on. A quiet
+start spins for a bounded time (:data:`SPIN_COUNT`, about 3 ms) and then sleeps, never
+``ACTIVE``'s minutes: a thread the governor stops using then sleeps instead of spinning beside
+a job that starts mid-run (README command, load from 15 s on: 99.9 s with ``ACTIVE``, 56.2 s
+bounded; quiet the same 35 s).
 
 glibc returns freed blocks above its mmap threshold to the kernel at once, and every new
 activation tensor then costs fresh page faults (about 10 % of a shapes-world step, and a 67 MB
@@ -36,6 +40,10 @@ TRIM_THRESHOLD = 1 << 30
 BUSY_SHARE = 0.5
 # Re-measure the free cores during a run this often (seconds) when the thread count is automatic.
 RECHECK_S = 3.0
+# libgomp's spins before an idle thread sleeps, set for a quiet start (GOMP_SPINCOUNT; its own
+# default when no policy is given, about 3 ms). OMP_WAIT_POLICY=ACTIVE would spin for minutes.
+SPIN_COUNT = 300_000
+SPIN_THEN_SLEEP = "spin-then-sleep"
 
 
 @dataclass
@@ -45,7 +53,7 @@ class CpuPlan:
     threads: int                 # torch intra-op threads
     usable: int                  # cores this process may run on (affinity)
     free: float | None           # cores measured free of other processes (None: not measured)
-    wait_policy: str             # OpenMP wait policy in effect: 'active' (spin) or 'passive'
+    wait_policy: str             # OpenMP waits: 'spin-then-sleep' (quiet), 'passive' (sleep), 'active' (spin)
     automatic: bool              # the thread count follows the free cores during runs
     reason: str                  # one line: why these values
     allocator: str = "default"   # 'glibc, heap only, no trimming' when tuned
@@ -153,7 +161,8 @@ def configure(threads: int | None = None, measure_s: float = 0.3) -> CpuPlan:
 
     ``threads``: a fixed count, or None to follow the free cores. Before torch is imported this
     also picks OpenMP's wait policy (spin when the cores are free, sleep when others use them),
-    unless ``OMP_WAIT_POLICY`` / ``OMP_NUM_THREADS`` are set, which are respected as given."""
+    unless ``OMP_WAIT_POLICY`` / ``OMP_NUM_THREADS`` / ``GOMP_SPINCOUNT`` are set, which are
+    respected as given."""
     global _plan, _monitor
     usable = usable_cores()
     allocator = "glibc, heap only, no trimming" if tune_allocator() else "default"
@@ -174,11 +183,13 @@ def configure(threads: int | None = None, measure_s: float = 0.3) -> CpuPlan:
         reason = "every core is free" if not _busy(free, usable) else "other processes use the cores"
     policy = os.environ.get("OMP_WAIT_POLICY", "").lower()
     if not policy:
-        if torch_loaded:  # libgomp read its policy when torch loaded it: the default, spinning
-            policy = "active"
+        if torch_loaded or not _busy(free, usable):  # libgomp's default (torch loaded) or ours: bounded spins
+            policy = SPIN_THEN_SLEEP
+            if not torch_loaded:
+                os.environ.setdefault("GOMP_SPINCOUNT", str(SPIN_COUNT))
         else:
-            policy = "passive" if _busy(free, usable) else "active"
-            os.environ["OMP_WAIT_POLICY"] = policy.upper()
+            policy = "passive"
+            os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     if automatic and policy != "passive":
         n = threads_for(free, usable)
     import torch

@@ -73,11 +73,18 @@ def test_cli_sets_wait_policy_before_torch_and_info_shows_it():
     line = next(ln for ln in out.stdout.splitlines() if "CPU threads" in ln)
     assert "1 of" in line and "fixed: --threads" in line
     code = ("import os, sys; from nada import cpu; p = cpu.configure(); import torch; "
-            "print(os.environ['OMP_WAIT_POLICY'], p.wait_policy, torch.get_num_threads() == p.threads, p.automatic)")
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+            "print(os.environ.get('OMP_WAIT_POLICY', '-'), os.environ.get('GOMP_SPINCOUNT', '-'), p.wait_policy, "
+            "torch.get_num_threads() == p.threads, p.automatic)")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
-    policy_env, policy, same, automatic = out.stdout.split()
-    assert policy_env.lower() == policy and same == "True" and automatic == "True"
+    policy_env, spins, policy, same, automatic = out.stdout.split()
+    assert same == "True" and automatic == "True"
+    # quiet: bounded spins, never ACTIVE's minutes of spinning; busy: sleeping waits
+    assert (policy, policy_env, spins) in (("spin-then-sleep", "-", str(cpu.SPIN_COUNT)), ("passive", "PASSIVE", "-"))
+    # a count the user gives is kept
+    env["GOMP_SPINCOUNT"] = "1234"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert out.stdout.split()[1] == "1234"
 
 
 def test_bad_threads_on_the_command_line_is_one_line():
