@@ -13,6 +13,7 @@ import torch
 import stylegan2_ops
 from nada import cpu
 from nada.errors import ConfigError
+from nada.networks import Generator, GeneratorConfig
 from nada.networks.layers import SynthesisLayer, modulated_conv2d
 
 
@@ -85,6 +86,37 @@ def test_cli_sets_wait_policy_before_torch_and_info_shows_it():
     env["GOMP_SPINCOUNT"] = "1234"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert out.stdout.split()[1] == "1234"
+
+
+def test_forward_without_gradients_runs_channels_last_with_the_same_values(monkeypatch):
+    """Without gradients every map from 32 px runs NHWC (faster on CPU); with them wide and large
+    maps stay NCHW. Both layouts give one generator's images within float rounding."""
+    torch.manual_seed(0)
+    G = Generator(GeneratorConfig(img_resolution=128, z_dim=16, w_dim=16, mapping_layers=2,
+                                  channel_base=8192, channel_max=128)).eval()
+    z = torch.randn(2, 16)
+    orig = torch.Tensor.contiguous
+
+    def layouts(grad: bool):
+        seen = {}
+
+        def spy(self, memory_format=torch.contiguous_format):
+            if self.dim() == 4:
+                seen.setdefault((self.shape[-1], self.shape[1]), memory_format)
+            return orig(self, memory_format=memory_format)
+
+        monkeypatch.setattr(torch.Tensor, "contiguous", spy)
+        with torch.set_grad_enabled(grad):
+            out = G(z, noise_mode="const")
+        monkeypatch.setattr(torch.Tensor, "contiguous", orig)
+        return out.detach(), seen
+
+    with_grad, nchw = layouts(True)
+    without, nhwc = layouts(False)
+    wide = (64, 128)  # the 128 px block's input: 64 px, 128 channels
+    assert nchw[wide] == torch.contiguous_format and nhwc[wide] == torch.channels_last
+    assert nchw[(8, 128)] == nhwc[(8, 128)] == torch.contiguous_format
+    torch.testing.assert_close(without, with_grad, rtol=0, atol=1e-4)
 
 
 def test_bad_threads_on_the_command_line_is_one_line():
