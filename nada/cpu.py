@@ -160,7 +160,8 @@ def configure(threads: int | None = None, measure_s: float = 0.3) -> CpuPlan:
     """Choose and apply the CPU runtime for this process (the ``nada`` command calls it first).
 
     ``threads``: a fixed count, or None to follow the free cores. Before torch is imported this
-    also picks OpenMP's wait policy (spin when the cores are free, sleep when others use them),
+    also picks OpenMP's waits (spin about 3 ms, then sleep, when the cores are free; sleep at
+    once when others use them),
     unless ``OMP_WAIT_POLICY`` / ``OMP_NUM_THREADS`` / ``GOMP_SPINCOUNT`` are set, which are
     respected as given."""
     global _plan, _monitor

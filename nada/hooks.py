@@ -38,11 +38,10 @@ class RunHooks:
 
 
 class CtrlC:
-    """Ctrl-C as a clean stop for a training loop (``install()`` before it, ``restore()`` after,
-    or ``with ctrl_c:``): the first
-    sets ``requested`` (the loop finishes its step, saves a resumable checkpoint and returns), a
-    second raises KeyboardInterrupt. Installed only from the main thread (the only one Python
-    delivers signals to); the previous handler comes back on exit."""
+    """Ctrl-C as a clean stop for a training loop (``install()`` before it, ``restore()`` in its
+    ``finally``): the first sets ``requested`` (the loop finishes its step, saves a resumable
+    checkpoint and returns), a second raises KeyboardInterrupt. Installed only from the main
+    thread (the only one Python delivers signals to); ``restore`` puts the previous handler back."""
 
     def __init__(self, message: str):
         self.message = message          # logged at the first Ctrl-C: what the loop does now
@@ -63,10 +62,3 @@ class CtrlC:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
-
-    def __enter__(self) -> "CtrlC":
-        self.install()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.restore()

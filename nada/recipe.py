@@ -9,9 +9,9 @@ no code has to recognise a generator by name::
      "mapper": {"clip": [...]}, "evaluator": "shapes", "note": "why these values"}
 
 ``train`` holds values of :class:`nada.adapt.TrainConfig` options that default to "unset"
-(:data:`TRAIN_KEYS`); ``adapters`` per ``--adapter stylespace|modulation`` the layer choice
-and schedule (:data:`SCHEDULE_KEYS`) measured best for that adapter, over ``train``'s; ``mapper`` the CLIP models of ``nada mapper train``; ``evaluator`` the
-judge of the generator's images (``"shapes"``: the shapes world's oracle). ``nada train`` starts
+(:data:`TRAIN_KEYS`); ``adapters``, per ``--adapter stylespace|modulation``, the layer choice
+and schedule (:data:`SCHEDULE_KEYS`) measured best for that adapter, over ``train``'s;
+``mapper`` the CLIP models of ``nada mapper train``; ``evaluator`` the judge of the generator's images (``"shapes"``: the shapes world's oracle). ``nada train`` starts
 from the official defaults, then the recipe, then the preset, then explicit options; the layer
 choice (:data:`LAYER_KEYS` with lr, batch and lr_final) is one measured setting, so it is taken
 from the recipe only when neither the preset nor an option chooses the layers. A generator
@@ -37,7 +37,6 @@ SCHEDULE_KEYS = (*LAYER_KEYS, "lr", "batch", "lr_final")
 TRAIN_KEYS = (*SCHEDULE_KEYS, *CLIP_KEYS)
 MAPPER_KEYS = CLIP_KEYS
 EVALUATORS = ("shapes",)
-ADAPTER_KINDS = ("stylespace", "modulation")  # the small-file adapters a recipe may tune
 
 
 @dataclass(frozen=True)
@@ -91,6 +90,8 @@ class Recipe:
         if not isinstance(adapters, dict) or not all(isinstance(v, dict) for v in adapters.values()):
             raise ConfigError(f"{where}: recipe 'adapters' is not an object of objects",
                               'e.g. {"modulation": {"layers": "all", "lr": 0.05}}')
+        from .adapt.adapters import ADAPTER_KINDS  # the small-file adapters a recipe may tune
+
         bad = set(adapters) - set(ADAPTER_KINDS)
         if bad:
             raise ConfigError(f"{where}: recipe adapters has unknown adapters {sorted(bad)}",
