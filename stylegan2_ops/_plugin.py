@@ -1,4 +1,5 @@
-"""Building the CUDA kernels on first use, once per machine.
+"""Building the compiled kernels on first use, once per machine (CUDA here; the CPU Winograd
+extension in `conv.py` uses the same `build_cached`).
 
 The extension is compiled with ``torch.utils.cpp_extension.load`` (ninja) into a cache folder
 named by a hash of the sources, the torch/CUDA versions and the target GPU architectures, so a
@@ -71,14 +72,14 @@ def build_dir() -> Path:
     return cache_root() / f"{EXT_NAME}_{build_key()}"
 
 
-def _find_module_file(folder: Path) -> Path | None:
-    for path in folder.glob(f"{EXT_NAME}*.so"):
+def _find_module_file(folder: Path, name: str = EXT_NAME) -> Path | None:
+    for path in folder.glob(f"{name}*.so"):
         return path
     return None
 
 
-def _import_from(path: Path):
-    spec = importlib.util.spec_from_file_location(EXT_NAME, path)
+def _import_from(path: Path, name: str = EXT_NAME):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -93,6 +94,40 @@ def _file_lock(path: Path):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def build_cached(name: str, csrc: Path, sources: tuple[str, ...], final: Path, what: str, **load_kwargs):
+    """Compile ``sources`` from ``csrc`` with ``cpp_extension.load`` into ``final`` (once: a
+    file lock serialises processes, the build runs in a temporary folder moved into place
+    atomically) and import the module. Raises :class:`PluginBuildError` with the compiler's tail."""
+    from torch.utils import cpp_extension
+
+    found = _find_module_file(final, name)
+    if found is None:
+        with _file_lock(final.parent / f"{name}.lock"):
+            found = _find_module_file(final, name)  # another process may have built it meanwhile
+            if found is None:
+                tmp = Path(tempfile.mkdtemp(prefix=f"{final.name}.tmp.", dir=final.parent))
+                try:
+                    for src in sources:
+                        shutil.copyfile(csrc / src, tmp / src)
+                    log.info("stylegan2_ops: building %s in %s (first use)", what, tmp)
+                    try:
+                        cpp_extension.load(name=name, sources=[str(tmp / n) for n in sources],
+                                           build_directory=str(tmp), **load_kwargs)
+                    except Exception as exc:  # compiler errors arrive as RuntimeError/OSError
+                        tail = "\n".join(str(exc).strip().splitlines()[-15:])
+                        raise PluginBuildError(f"building the {what} failed:\n{tail}") from exc
+                    if final.exists():
+                        shutil.rmtree(final)
+                    os.replace(tmp, final)
+                finally:
+                    if tmp.exists():
+                        shutil.rmtree(tmp, ignore_errors=True)
+                found = _find_module_file(final, name)
+    if found is None:
+        raise PluginBuildError(f"the build left no module in {final}")
+    return _import_from(found, name)
 
 
 def _wheel_cuda_includes() -> list[str]:
@@ -123,46 +158,23 @@ def build(verbose: bool = False):
     if cpp_extension.CUDA_HOME is None or not shutil.which("nvcc", path=os.path.join(cpp_extension.CUDA_HOME, "bin")):
         raise PluginBuildError("nvcc was not found; install the CUDA toolkit or set CUDA_HOME")
     final = build_dir()
-    found = _find_module_file(final)
-    if found is None:
-        with _file_lock(cache_root() / f"{EXT_NAME}.lock"):
-            found = _find_module_file(final)  # another process may have built it meanwhile
-            if found is None:
-                tmp = Path(tempfile.mkdtemp(prefix=f"{final.name}.tmp.", dir=cache_root()))
-                try:
-                    for name in SOURCES:
-                        shutil.copyfile(CSRC / name, tmp / name)
-                    env_arch = os.environ.get("TORCH_CUDA_ARCH_LIST")
-                    if env_arch is None and _arch_list() != "default":
-                        os.environ["TORCH_CUDA_ARCH_LIST"] = _arch_list()  # only the GPUs present
-                    log.info("stylegan2_ops: building CUDA kernels in %s (first use; about a minute)", tmp)
-                    try:
-                        cpp_extension.load(
-                            name=EXT_NAME,
-                            sources=[str(tmp / n) for n in SOURCES],
-                            build_directory=str(tmp),
-                            extra_cflags=["-O3"],
-                            extra_include_paths=_wheel_cuda_includes(),
-                            extra_cuda_cflags=["-O3", "--use_fast_math"],
-                            verbose=verbose,
-                        )
-                    except Exception as exc:  # compiler errors arrive as RuntimeError/OSError
-                        tail = "\n".join(str(exc).strip().splitlines()[-15:])
-                        raise PluginBuildError(f"building the CUDA kernels failed:\n{tail}") from exc
-                    finally:
-                        if env_arch is None:
-                            os.environ.pop("TORCH_CUDA_ARCH_LIST", None)
-                    if final.exists():
-                        shutil.rmtree(final)
-                    os.replace(tmp, final)
-                finally:
-                    if tmp.exists():
-                        shutil.rmtree(tmp, ignore_errors=True)
-                found = _find_module_file(final)
-    if found is None:
-        raise PluginBuildError(f"the build left no module in {final}")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    env_arch = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    if env_arch is None and _arch_list() != "default":
+        os.environ["TORCH_CUDA_ARCH_LIST"] = _arch_list()  # only the GPUs present
+    try:
+        module = build_cached(
+            EXT_NAME, CSRC, SOURCES, final, "CUDA kernels",
+            extra_cflags=["-O3"],
+            extra_include_paths=_wheel_cuda_includes(),
+            extra_cuda_cflags=["-O3", "--use_fast_math"],
+            verbose=verbose,
+        )
+    finally:
+        if env_arch is None:
+            os.environ.pop("TORCH_CUDA_ARCH_LIST", None)
     _state["path"] = str(final)
-    return _import_from(found)
+    return module
 
 
 def get_plugin(strict: bool):

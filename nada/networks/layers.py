@@ -122,7 +122,7 @@ def _modulated_conv2d_raw(x, weight, styles, demodulate, up, resample_filter, fu
     else:
         x = x * styles.reshape(n, -1, 1, 1)
         if up == 1:
-            x = F.conv2d(x, weight, padding=pad)
+            x = stylegan2_ops.conv3x3(x, weight) if kh == 3 else F.conv2d(x, weight, padding=pad)
         else:
             x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=up)
 
