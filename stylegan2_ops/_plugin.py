@@ -102,6 +102,7 @@ def build_cached(name: str, csrc: Path, sources: tuple[str, ...], final: Path, w
     atomically) and import the module. Raises :class:`PluginBuildError` with the compiler's tail."""
     from torch.utils import cpp_extension
 
+    final.parent.mkdir(parents=True, exist_ok=True)
     found = _find_module_file(final, name)
     if found is None:
         with _file_lock(final.parent / f"{name}.lock"):
@@ -158,7 +159,6 @@ def build(verbose: bool = False):
     if cpp_extension.CUDA_HOME is None or not shutil.which("nvcc", path=os.path.join(cpp_extension.CUDA_HOME, "bin")):
         raise PluginBuildError("nvcc was not found; install the CUDA toolkit or set CUDA_HOME")
     final = build_dir()
-    final.parent.mkdir(parents=True, exist_ok=True)
     env_arch = os.environ.get("TORCH_CUDA_ARCH_LIST")
     if env_arch is None and _arch_list() != "default":
         os.environ["TORCH_CUDA_ARCH_LIST"] = _arch_list()  # only the GPUs present
@@ -177,34 +177,45 @@ def build(verbose: bool = False):
     return module
 
 
+def load_once(state: dict, build, fallback: str | None):
+    """``state["module"]``, running ``build()`` on the first call only. A failure is kept in
+    ``state["error"]``, never retried, and warned about once with ``fallback`` (the consequence
+    and the fix) unless ``fallback`` is None."""
+    if not state["tried"]:
+        state["tried"] = True
+        try:
+            state["module"] = build()
+        except PluginBuildError as exc:
+            state["error"] = str(exc)
+            if fallback is not None:
+                warnings.warn(f"stylegan2_ops: {exc}\n{fallback}", RuntimeWarning, stacklevel=5)
+    return state["module"]
+
+
+def loaded_state(state: dict) -> str | None:
+    """The ``nada info`` line of a plugin that was built or failed in this process, else None."""
+    if state["module"] is not None:
+        return f"built ({state['path']})"
+    if state["error"]:
+        return "build failed: " + state["error"].splitlines()[0]
+    return None
+
+
 def get_plugin(strict: bool):
     """The compiled module, building it on the first call; ``None`` (auto) or raise (strict)
     if it cannot be had. A failure warns once and is never retried in this process."""
-    if not _state["tried"]:
-        _state["tried"] = True
-        try:
-            _state["module"] = build()
-        except PluginBuildError as exc:
-            _state["error"] = str(exc)
-            if not strict:
-                warnings.warn(
-                    f"stylegan2_ops: {exc}\nFalling back to the reference ops (correct, slower). "
-                    "Fix: install a CUDA toolkit matching torch.version.cuda and ninja, or set "
-                    "NADA_OPS=ref to skip the build.",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
-    if _state["module"] is None and strict:
+    fallback = ("Falling back to the reference ops (correct, slower). Fix: install a CUDA toolkit "
+                "matching torch.version.cuda and ninja, or set NADA_OPS=ref to skip the build.")
+    module = load_once(_state, build, None if strict else fallback)
+    if module is None and strict:
         raise PluginBuildError(_state["error"] or "the CUDA kernels are not available")
-    return _state["module"]
+    return module
 
 
 def build_state() -> str:
     """One line for ``nada info``."""
-    if _state["module"] is not None:
-        return f"built ({_state['path']})"
-    if _state["error"]:
-        return "build failed: " + _state["error"].splitlines()[0]
+    if loaded := loaded_state(_state):
+        return loaded
     if torch.version.cuda is None:
         return "unavailable (torch has no CUDA support)"
     cached = _find_module_file(build_dir())

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import platform
-import warnings
 from pathlib import Path
 
 import torch
@@ -63,7 +62,6 @@ def build_dir() -> Path:
 def build(verbose: bool = False):
     """Compile (or load the cached build of) the CPU extension."""
     final = build_dir()
-    final.parent.mkdir(parents=True, exist_ok=True)
     module = _plugin.build_cached(
         EXT_NAME, _plugin.CSRC, SOURCES, final, "CPU Winograd kernels",
         extra_cflags=["-O3", "-march=native", "-fopenmp"], verbose=verbose,
@@ -74,29 +72,20 @@ def build(verbose: bool = False):
 
 def get_plugin():
     """The compiled module, or None if it cannot be built (warns once, never retried)."""
-    if not _state["tried"]:
-        _state["tried"] = True
-        try:
-            _state["module"] = build()
-        except _plugin.PluginBuildError as exc:
-            _state["error"] = str(exc)
-            warnings.warn(
-                f"stylegan2_ops: {exc}\nFalling back to torch's convolution (correct, slower on "
-                "wide CPU layers). Fix: install a C++ compiler (g++) and ninja, or set NADA_OPS=ref.",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-    return _state["module"]
+    return _plugin.load_once(
+        _state, build,
+        "Falling back to torch's convolution (correct, slower on wide CPU layers). Fix: install a "
+        "C++ compiler (g++) and ninja, or set NADA_OPS=ref.",
+    )
 
 
 def build_state() -> str:
     """One line for ``nada info``."""
-    if _state["module"] is not None:
-        return f"built ({_state['path']})"
-    if _state["error"]:
-        return "build failed: " + _state["error"].splitlines()[0]
-    if _plugin._find_module_file(build_dir(), EXT_NAME):
-        return f"built, cached at {build_dir()} (loads on first wide CPU conv)"
+    if loaded := _plugin.loaded_state(_state):
+        return loaded
+    folder = build_dir()
+    if _plugin._find_module_file(folder, EXT_NAME):
+        return f"built, cached at {folder} (loads on first wide CPU conv)"
     return f"not built yet (builds on first CPU conv with ≥{MIN_CHANNELS} channels and ≥{MIN_TILES} tiles)"
 
 

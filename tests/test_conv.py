@@ -54,3 +54,21 @@ def test_input_only_gradient_and_no_double_backward():
     assert _rel(gx, ref) < 2e-5
     with pytest.raises(RuntimeError):
         gx.sum().backward()  # once_differentiable: a second derivative is refused, not wrong
+
+
+def test_failed_build_warns_once_and_falls_back(monkeypatch):
+    """A build failure warns once, is never retried, and the conv runs on torch's path."""
+    calls = []
+
+    def failing_build(verbose=False):
+        calls.append(1)
+        raise conv_mod._plugin.PluginBuildError("building the CPU Winograd kernels failed:\nfake compiler error")
+
+    monkeypatch.setattr(conv_mod, "build", failing_build)
+    monkeypatch.setattr(conv_mod, "_state", {"tried": False, "module": None, "error": None, "path": None})
+    x, w = torch.randn(2, 128, 64, 64), torch.randn(128, 128, 3, 3) * 0.03
+    with pytest.warns(RuntimeWarning, match="fake compiler error"):
+        assert not conv_mod.uses_winograd(x, w)
+    torch.testing.assert_close(conv3x3(x, w), F.conv2d(x, w, padding=1), rtol=0, atol=0)  # no second warning
+    assert calls == [1]
+    assert conv_mod.build_state().startswith("build failed: building the CPU Winograd kernels failed")
