@@ -1,13 +1,15 @@
-"""StyleGAN2's custom ops: ``bias_act``, ``upfirdn2d`` (+ resampling helpers) and ``conv3x3``.
+"""StyleGAN2's custom ops: ``bias_act``, ``upfirdn2d`` (+ resampling helpers), ``conv3x3`` and
+``conv_epilogue``.
 
 Each op has an exact pure-PyTorch reference path (any device and dtype, differentiable to
 second order) and CUDA kernels from ``csrc/`` that are compiled on first use with a CUDA
-tensor, never at import; ``conv3x3`` has a Winograd CPU extension built on the first wide
-CPU layer. Choose with ``impl=`` or ``NADA_OPS=auto|cuda|ref``.
+tensor, never at import; ``conv3x3`` and ``conv_epilogue`` have a CPU extension built on the
+first wide CPU layer. Choose with ``impl=`` or ``NADA_OPS=auto|cuda|ref``.
 """
 
 from .bias_act import ACTIVATIONS, bias_act
 from .conv import conv3x3
+from .epilogue import conv_epilogue
 from .upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
 
@@ -27,9 +29,10 @@ def status_report(run_selfcheck: bool = False) -> list[tuple[str, str]]:
     if _dispatch.mode() == "auto":
         rows.append(("auto-mode kernels", ", ".join(sorted(_dispatch.AUTO_KERNELS)) + " (other ops: reference)"))
     rows.append(("CUDA ops", _plugin.build_state()))
-    from . import conv as _conv
+    from . import _cpu_plugin
 
-    rows.append(("CPU Winograd conv", _conv.build_state() if _dispatch.mode() != "ref" else "off (NADA_OPS=ref)"))
+    rows.append(("CPU kernels (Winograd conv, epilogue)",
+                 _cpu_plugin.build_state() if _dispatch.mode() != "ref" else "off (NADA_OPS=ref)"))
     if run_selfcheck:
         import torch
 
@@ -48,6 +51,7 @@ __all__ = [
     "ACTIVATIONS",
     "bias_act",
     "conv3x3",
+    "conv_epilogue",
     "downsample2d",
     "filter2d",
     "setup_filter",

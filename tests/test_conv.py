@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from stylegan2_ops import _cpu_plugin, conv3x3
 from stylegan2_ops import conv as conv_mod
-from stylegan2_ops import conv3x3
 
-needs_plugin = pytest.mark.skipif(conv_mod.get_plugin() is None, reason="the CPU Winograd extension did not build")
+needs_plugin = pytest.mark.skipif(_cpu_plugin.get_plugin() is None, reason="the CPU extension did not build")
 
 
 def _rel(a, b):
@@ -29,6 +29,34 @@ def test_winograd_matches_reference(shape):
     rx, rw = torch.autograd.grad(ref, (x, wt), grad)
     assert y.shape == ref.shape
     assert _rel(y, ref) < 2e-5 and _rel(gx, rx) < 2e-5 and _rel(gw, rw) < 2e-5
+
+
+@needs_plugin
+@pytest.mark.parametrize("shape", [(2, 8, 16, 9, 7), (3, 20, 6, 13, 16), (1, 130, 70, 21, 18)])
+@pytest.mark.parametrize("needs", [(True, True, True), (True, False, True), (False, True, False), (False, False, True)])
+def test_modulated_winograd_matches_reference(shape, needs):
+    """The modulation folded into the kernels: conv(x * s) and the gradients that are asked for
+    (x, weight, s in any combination, as adapters and frozen twins ask) against float64."""
+    n, c, k, h, w = shape
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(n, c, h, w, generator=g).requires_grad_(needs[0])
+    wt = torch.randn(k, c, 3, 3, generator=g).requires_grad_(needs[1])
+    s = torch.randn(n, c, generator=g).requires_grad_(needs[2])
+    y = conv_mod._Winograd.apply(x, wt, s)
+    ref = F.conv2d(x.double() * s.double()[:, :, None, None], wt.double(), padding=1)
+    assert _rel(y, ref) < 2e-5
+    wanted = [t for t, need in zip((x, wt, s), needs) if need]
+    grad = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    for got, exp in zip(torch.autograd.grad(y, wanted, grad.float()), torch.autograd.grad(ref, wanted, grad)):
+        assert got.shape == exp.shape and _rel(got, exp) < 2e-5
+
+
+def test_scale_reference_path_is_the_multiply_then_conv():
+    """Off the Winograd path ``scale`` is exactly the multiply the layers did before."""
+    g = torch.Generator().manual_seed(3)
+    x, w, s = torch.randn(2, 16, 8, 8, generator=g), torch.randn(8, 16, 3, 3, generator=g), torch.randn(2, 16, generator=g)
+    assert not conv_mod.uses_winograd(x, w)
+    torch.testing.assert_close(conv3x3(x, w, s), F.conv2d(x * s.reshape(2, 16, 1, 1), w, padding=1), rtol=0, atol=0)
 
 
 @needs_plugin
@@ -62,13 +90,13 @@ def test_failed_build_warns_once_and_falls_back(monkeypatch):
 
     def failing_build(verbose=False):
         calls.append(1)
-        raise conv_mod._plugin.PluginBuildError("building the CPU Winograd kernels failed:\nfake compiler error")
+        raise _cpu_plugin._plugin.PluginBuildError("building the CPU kernels failed:\nfake compiler error")
 
-    monkeypatch.setattr(conv_mod, "build", failing_build)
-    monkeypatch.setattr(conv_mod, "_state", {"tried": False, "module": None, "error": None, "path": None})
+    monkeypatch.setattr(_cpu_plugin, "build", failing_build)
+    monkeypatch.setattr(_cpu_plugin, "_state", {"tried": False, "module": None, "error": None, "path": None})
     x, w = torch.randn(2, 128, 64, 64), torch.randn(128, 128, 3, 3) * 0.03
     with pytest.warns(RuntimeWarning, match="fake compiler error"):
         assert not conv_mod.uses_winograd(x, w)
     torch.testing.assert_close(conv3x3(x, w), F.conv2d(x, w, padding=1), rtol=0, atol=0)  # no second warning
     assert calls == [1]
-    assert conv_mod.build_state().startswith("build failed: building the CPU Winograd kernels failed")
+    assert _cpu_plugin.build_state().startswith("build failed: building the CPU kernels failed")

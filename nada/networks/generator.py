@@ -20,17 +20,21 @@ from .layers import (
     normalize_2nd_moment,
 )
 
-# On CPU, small narrow feature maps (32-64 px, at most 64 channels: the shapes generator's) are
-# kept channels-last (NHWC): oneDNN's convolutions, above all the transposed up-sampling ones,
-# skip their layout reorders there. Measured (docs/speed.md): a shapes-world step (batch 16)
-# 10 % faster; NHWC made forward+backward slower for wide maps at 256² (batch 2, 128-512
-# channels: 6-14 %) and for the narrow 512-1024 px maps of config-f (1.13x NVIDIA's time
-# against 0.9x in NCHW), so those stay NCHW when gradients are recorded. Without gradients
-# (generating, the frozen twin) every map from 32 px is NHWC: batch 2 forward 0.805 -> 0.668 s
-# at 256² and 2.08 -> 1.40 s at 1024², the same values within float rounding (2e-5).
+# On CPU, some maps are kept channels-last (NHWC) from 32 px on:
+# - wide blocks (≥128 output channels): the CPU kernels (Winograd conv, fused epilogue) work on
+#   NHWC, so NCHW there costs a layout copy per conv and per gradient; measured (docs/speed.md)
+#   forward+backward at 256², batch 2: 2.14 -> 1.79 s;
+# - small narrow maps (32-64 px, at most 64 channels: the shapes generator's): oneDNN's convs,
+#   above all the transposed up-sampling ones, skip their layout reorders (a shapes-world step
+#   10 % faster);
+# - every map when no gradient is recorded (generating, the frozen twin).
+# Narrow maps above 64 px (config-f's 512-1024 px, 32-64 channels) stay NCHW when
+# gradients are recorded: NHWC made their forward+backward slower (1.13x NVIDIA's time against
+# 0.9x).
 CHANNELS_LAST_MIN_RES = 32
 CHANNELS_LAST_MAX_RES = 64
 CHANNELS_LAST_MAX_CHANNELS = 64
+CHANNELS_LAST_WIDE = stylegan2_ops.conv.MIN_CHANNELS
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,7 @@ class SynthesisNetwork(nn.Module):
             if x.device.type == "cpu":
                 nhwc = CHANNELS_LAST_MIN_RES <= res and (
                     not torch.is_grad_enabled()
+                    or block.conv1.weight.shape[0] >= CHANNELS_LAST_WIDE
                     or (res <= CHANNELS_LAST_MAX_RES and x.shape[1] <= CHANNELS_LAST_MAX_CHANNELS))
                 x = x.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
             for conv in block.conv_names():

@@ -119,10 +119,12 @@ def _modulated_conv2d_raw(x, weight, styles, demodulate, up, resample_filter, fu
             x = F.conv_transpose2d(x, wt, stride=up, groups=n)
         x = x.reshape(n, out_ch, *x.shape[2:])
         dcoefs = None
+    elif up == 1 and kh == 3:
+        x = stylegan2_ops.conv3x3(x, weight, scale=styles)  # the modulation folds into its kernels
     else:
         x = x * styles.reshape(n, -1, 1, 1)
         if up == 1:
-            x = stylegan2_ops.conv3x3(x, weight) if kh == 3 else F.conv2d(x, weight, padding=pad)
+            x = F.conv2d(x, weight, padding=pad)
         else:
             x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=up)
 
@@ -134,26 +136,6 @@ def _modulated_conv2d_raw(x, weight, styles, demodulate, up, resample_filter, fu
         p1 = pad + (fw - up) // 2 - (kw - up)
         x = stylegan2_ops.upfirdn2d(x, resample_filter.float(), padding=[p0, p1, p0, p1], gain=up**2)
     return x, dcoefs
-
-
-def _lrelu_epilogue(y, dcoefs, noise, bias, clamp):
-    """``bias_act(y * dcoefs + noise, bias, 'lrelu', clamp)`` in three passes over ``y`` instead
-    of five: leaky ReLU is positively homogeneous, so its √2 gain is folded into the small
-    factors (``dcoefs``, ``noise``, ``bias``) before one ``addcmul``, and the noise add and the
-    activation run in place (autograd keeps what it needs: ``addcmul`` saves its inputs, the
-    in-place leaky ReLU its result). Equal to the unfused reference within float rounding."""
-    gain = stylegan2_ops.ACTIVATIONS["lrelu"].def_gain
-    b = (bias.to(y.dtype) * gain).reshape(1, -1, 1, 1)
-    if dcoefs is not None:
-        out = torch.addcmul(b, y, (dcoefs * gain).reshape(y.shape[0], -1, 1, 1))
-    else:
-        out = torch.add(b, y, alpha=gain)
-    if noise is not None:
-        out.add_(noise.to(y.dtype), alpha=gain)
-    out = F.leaky_relu_(out, stylegan2_ops.ACTIVATIONS["lrelu"].def_alpha)
-    if clamp is not None and clamp >= 0:
-        out = out.clamp(-clamp, clamp)
-    return out
 
 
 class SynthesisLayer(nn.Module):
@@ -209,7 +191,7 @@ class SynthesisLayer(nn.Module):
             )
             return stylegan2_ops.bias_act(x, self.bias.to(x.dtype), act="lrelu", clamp=self.conv_clamp)
         y, dcoefs = _modulated_conv2d_raw(x, self.weight, styles, True, self.up, self.resample_filter, None)
-        return _lrelu_epilogue(y, dcoefs, scaled, self.bias, self.conv_clamp)
+        return stylegan2_ops.conv_epilogue(y, dcoefs, scaled, self.bias, self.conv_clamp)
 
 
 class ToRGBLayer(nn.Module):
