@@ -31,8 +31,7 @@ def status_report(run_selfcheck: bool = False) -> list[tuple[str, str]]:
     rows.append(("CUDA ops", _plugin.build_state()))
     from . import _cpu_plugin
 
-    rows.append(("CPU kernels (Winograd conv, epilogue)",
-                 _cpu_plugin.build_state() if _dispatch.mode() != "ref" else "off (NADA_OPS=ref)"))
+    rows.append(("CPU kernels", _cpu_plugin.build_state() if _dispatch.mode() != "ref" else "off (NADA_OPS=ref)"))
     if run_selfcheck:
         import torch
 

@@ -66,5 +66,5 @@ def build_state() -> str:
         return loaded
     folder = build_dir()
     if _plugin._find_module_file(folder, EXT_NAME):
-        return f"built, cached at {folder} (loads on the first wide CPU layer)"
+        return f"built, cached at {folder} (Winograd conv, fused epilogue; load on the first wide CPU layer)"
     return "not built yet (builds on the first CPU layer with ≥128 channels)"
