@@ -106,7 +106,9 @@ std::vector<at::Tensor> epilogue_backward(at::Tensor grad, at::Tensor out, at::T
               "grad and out must be contiguous and shaped like y");
   TORCH_CHECK(nz == 0 || nz == 1 || nz == s.N, "nz must be 0, 1 or N");
   const float alpha = static_cast<float>(alpha_d);
-  const int nthreads = at::get_num_threads();
+  // per-thread accumulators; called inside another parallel region, parallel_for runs inline
+  const bool nested = at::in_parallel_region();
+  const int nthreads = nested ? 1 : at::get_num_threads();
   auto gy = at::empty_like(y);
   auto gd = at::zeros({nthreads, s.N, s.C}, y.options());
   auto gb = at::zeros({nthreads, s.C}, y.options());
@@ -115,7 +117,7 @@ std::vector<at::Tensor> epilogue_backward(at::Tensor grad, at::Tensor out, at::T
   float* gyp = gy.data_ptr<float>();
   const int64_t blocks = (s.P + PIXELS - 1) / PIXELS;
   at::parallel_for(0, s.N * blocks, 1, [&](int64_t j0, int64_t j1) {
-    const int tid = at::get_thread_num();
+    const int tid = nested ? 0 : at::get_thread_num();
     float* gdt = gd.data_ptr<float>() + tid * s.N * s.C;
     float* gbt = gb.data_ptr<float>() + tid * s.C;
     float* gzt = nz ? gz.data_ptr<float>() + tid * nz * s.P : nullptr;

@@ -226,14 +226,15 @@ std::vector<at::Tensor> conv_backward(at::Tensor x, c10::optional<at::Tensor> sc
   const bool need_gx = need_x || need_scale;  // the scale's gradient needs the conv input's gradient
   const Grid gr(N, H, W);
   const int64_t B = BLOCK, nblk = (gr.T + B - 1) / B;
-  const int nthreads = at::get_num_threads();
+  // per-thread accumulators; called inside another parallel region, parallel_for runs inline
+  const bool nested = at::in_parallel_region();
+  const int nthreads = nested ? 1 : at::get_num_threads();
   at::Tensor gx = need_x ? at::empty({N, H, W, C}, x.options()) : at::Tensor();
-  // per-thread accumulators, summed at the end
   at::Tensor dU = need_w ? at::zeros({nthreads, 36, K, C}, x.options()) : at::Tensor();
   at::Tensor gs = need_scale ? at::zeros({nthreads, N, C}, x.options()) : at::Tensor();
   const float *xp = x.data_ptr<float>(), *gp = g.data_ptr<float>(), *ufp = Uf.data_ptr<float>();
   at::parallel_for(0, nblk, 1, [&](int64_t b0, int64_t b1) {
-    const int tid = at::get_thread_num();
+    const int tid = nested ? 0 : at::get_thread_num();
     const int64_t CK = std::max(C, K);
     std::vector<float> Vx(need_w ? 36 * B * C : 0), dM(need_w ? 36 * B * K : 0);
     std::vector<float> Vg(need_gx ? 36 * B * K : 0), Mg(need_gx ? 36 * B * C : 0);
