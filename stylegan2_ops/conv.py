@@ -14,22 +14,19 @@ bit, so it is used only where it measured faster (``qualifies``) and ``NADA_OPS=
 
 from __future__ import annotations
 
-import logging
-
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from . import _cpu_plugin, _dispatch
 
-log = logging.getLogger(__name__)
-
 # Where Winograd measured faster than oneDNN on a 2-core AVX-512 Xeon (docs/speed.md): both
 # channel counts at least 128 and at least 256 tiles of 4×4 outputs (batch 2: 512 channels at
 # 64², 256 at 128², 128 at 256²). Narrower layers spend the time in the transforms, fewer tiles
 # in the weight transforms.
-MIN_CHANNELS = 128
+MIN_CHANNELS = _cpu_plugin.WIDE_CHANNELS
 MIN_TILES = 256
+
 
 def qualifies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether the Winograd path is the faster one for this call (by measured size)."""

@@ -18,7 +18,7 @@ from torch.autograd.function import once_differentiable
 from . import _cpu_plugin, _dispatch
 from .bias_act import ACTIVATIONS
 
-MIN_CHANNELS = 128  # narrower maps are cheap, and the shapes world's 64 px generator stays bit for bit
+MIN_CHANNELS = _cpu_plugin.WIDE_CHANNELS  # the same layers as the Winograd conv
 
 
 def conv_epilogue(y: torch.Tensor, dcoefs: torch.Tensor | None, noise: torch.Tensor | None, bias: torch.Tensor,
