@@ -96,10 +96,13 @@ def _file_lock(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def build_cached(name: str, csrc: Path, sources: tuple[str, ...], final: Path, what: str, **load_kwargs):
+def build_cached(name: str, csrc: Path, sources: tuple[str, ...], final: Path, what: str, loader=None,
+                 **load_kwargs):
     """Compile ``sources`` from ``csrc`` with ``cpp_extension.load`` into ``final`` (once: a
     file lock serialises processes, the build runs in a temporary folder moved into place
-    atomically) and import the module. Raises :class:`PluginBuildError` with the compiler's tail."""
+    atomically) and load the result: imported as a Python module, or ``loader(path)`` (e.g.
+    ``ctypes.CDLL`` for a plain shared library). Raises :class:`PluginBuildError` with the
+    compiler's tail."""
     from torch.utils import cpp_extension
 
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -128,6 +131,11 @@ def build_cached(name: str, csrc: Path, sources: tuple[str, ...], final: Path, w
                 found = _find_module_file(final, name)
     if found is None:
         raise PluginBuildError(f"the build left no module in {final}")
+    if loader is not None:
+        try:
+            return loader(str(found))
+        except OSError as exc:
+            raise PluginBuildError(f"loading the {what} from {found} failed: {exc}") from exc
     return _import_from(found, name)
 
 

@@ -1,14 +1,14 @@
-#include <ATen/ATen.h>
-#include <ATen/Parallel.h>
+#include <ATen/Parallel.h>  // at::parallel_for only (a light header: the build stays seconds)
 #include <algorithm>
-#include <vector>
+#include <cstdint>
 
 // The epilogue of a modulated conv on CPU in one pass each way:
 //   forward:  out = lrelu(y * d[n, c] + b[c] + z[n or 0, pixel])   (d, b, z carry the gain)
 //   backward: g' = grad * (out > 0 ? 1 : alpha); grad_y = g' * d; and the sums
 //             grad_d[n, c] = sum_pixels g' * y, grad_b[c] = sum g', grad_z[n or 0, pixel] = sum_c g'
 // y, out and grad are [N, C, P] (NCHW) or [N, P, C] (channels-last), P = H * W pixels.
-// See stylegan2_ops/epilogue.py for the contract.
+// See stylegan2_ops/epilogue.py for the contract; plain C entry points over contiguous float32
+// arrays that stylegan2_ops/_cpu_plugin.py allocates and passes through ctypes.
 
 namespace {
 
@@ -18,18 +18,6 @@ struct Shape {
   int64_t N, C, P, Nz;  // Nz: rows of z (0: no noise, 1: shared over the batch, N: per sample)
   bool nhwc;
 };
-
-Shape shape_of(const at::Tensor& y, const at::Tensor& z, bool nhwc) {
-  TORCH_CHECK(y.dim() == 3 && y.is_contiguous() && y.scalar_type() == at::kFloat && y.device().is_cpu(),
-              "y must be a contiguous float32 CPU tensor [N, C, P] or [N, P, C]");
-  Shape s{y.size(0), nhwc ? y.size(2) : y.size(1), nhwc ? y.size(1) : y.size(2), 0, nhwc};
-  if (z.defined()) {
-    TORCH_CHECK(z.dim() == 2 && z.is_contiguous() && z.size(1) == s.P && (z.size(0) == 1 || z.size(0) == s.N),
-                "z must be a contiguous [1 or N, P] tensor");
-    s.Nz = z.size(0);
-  }
-  return s;
-}
 
 }  // namespace
 
@@ -66,16 +54,10 @@ inline float bwd_run(const float* __restrict g, const float* __restrict o, const
   return dsum;
 }
 
-at::Tensor epilogue_forward(at::Tensor y, at::Tensor d, at::Tensor b, c10::optional<at::Tensor> z_opt,
-                            double alpha_d, bool nhwc) {
-  at::Tensor z = z_opt.has_value() ? *z_opt : at::Tensor();
-  const Shape s = shape_of(y, z, nhwc);
-  TORCH_CHECK(d.is_contiguous() && d.numel() == s.N * s.C && b.is_contiguous() && b.numel() == s.C, "d: [N, C], b: [C]");
-  const float alpha = static_cast<float>(alpha_d);
-  auto out = at::empty_like(y);
-  const float *yp = y.data_ptr<float>(), *dp = d.data_ptr<float>(), *bp = b.data_ptr<float>();
-  const float* zp = z.defined() ? z.data_ptr<float>() : nullptr;
-  float* op = out.data_ptr<float>();
+// out = lrelu(y * d + b + z) for y, out [N, C, P] or [N, P, C]; d [N, C]; b [C]; z [Nz, P] or null.
+extern "C" int nada_epilogue_forward(const float* yp, const float* dp, const float* bp, const float* zp, int64_t Nz,
+                                     float* op, int64_t N, int64_t C, int64_t P, int nhwc, float alpha) {
+  const Shape s{N, C, P, zp ? Nz : 0, nhwc != 0};
   const int64_t blocks = (s.P + PIXELS - 1) / PIXELS;
   at::parallel_for(0, s.N * blocks, 1, [&](int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j) {
@@ -93,34 +75,25 @@ at::Tensor epilogue_forward(at::Tensor y, at::Tensor d, at::Tensor b, c10::optio
       }
     }
   });
-  return out;
+  return 0;
 }
 
-// -> (grad_y, grad_d [N, C], grad_b [C], grad_z [Nz, P] or undefined)
-std::vector<at::Tensor> epilogue_backward(at::Tensor grad, at::Tensor out, at::Tensor y, at::Tensor d,
-                                          int64_t nz, double alpha_d, bool nhwc) {
-  const Shape s0 = shape_of(y, at::Tensor(), nhwc);
-  Shape s = s0;
-  s.Nz = nz;
-  TORCH_CHECK(grad.is_contiguous() && out.is_contiguous() && grad.sizes() == y.sizes() && out.sizes() == y.sizes(),
-              "grad and out must be contiguous and shaped like y");
-  TORCH_CHECK(nz == 0 || nz == 1 || nz == s.N, "nz must be 0, 1 or N");
-  const float alpha = static_cast<float>(alpha_d);
+// Writes grad_y (gy, shaped like y) and adds into the zeroed per-thread partial sums gd
+// [threads, N, C], gb [threads, C] and gz [threads, nz, P] (nz 0: none). Returns -1, writing
+// nothing, when more than ``threads`` threads would run.
+extern "C" int nada_epilogue_backward(const float* gp, const float* op, const float* yp, const float* dp, float* gyp,
+                                      float* gd, float* gb, float* gz, int64_t nz, int64_t threads, int64_t N,
+                                      int64_t C, int64_t P, int nhwc, float alpha) {
+  const Shape s{N, C, P, nz, nhwc != 0};
   // per-thread accumulators; called inside another parallel region, parallel_for runs inline
   const bool nested = at::in_parallel_region();
-  const int nthreads = nested ? 1 : at::get_num_threads();
-  auto gy = at::empty_like(y);
-  auto gd = at::zeros({nthreads, s.N, s.C}, y.options());
-  auto gb = at::zeros({nthreads, s.C}, y.options());
-  auto gz = nz ? at::zeros({nthreads, nz, s.P}, y.options()) : at::Tensor();
-  const float *gp = grad.data_ptr<float>(), *op = out.data_ptr<float>(), *yp = y.data_ptr<float>(), *dp = d.data_ptr<float>();
-  float* gyp = gy.data_ptr<float>();
+  if (!nested && at::get_num_threads() > threads) return -1;
   const int64_t blocks = (s.P + PIXELS - 1) / PIXELS;
   at::parallel_for(0, s.N * blocks, 1, [&](int64_t j0, int64_t j1) {
     const int tid = nested ? 0 : at::get_thread_num();
-    float* gdt = gd.data_ptr<float>() + tid * s.N * s.C;
-    float* gbt = gb.data_ptr<float>() + tid * s.C;
-    float* gzt = nz ? gz.data_ptr<float>() + tid * nz * s.P : nullptr;
+    float* gdt = gd + tid * s.N * s.C;
+    float* gbt = gb + tid * s.C;
+    float* gzt = nz ? gz + tid * nz * s.P : nullptr;
     for (int64_t j = j0; j < j1; ++j) {
       const int64_t n = j / blocks, p0 = (j % blocks) * PIXELS, p1 = std::min(s.P, p0 + PIXELS);
       float* zr = gzt ? gzt + (nz == 1 ? 0 : n) * s.P : nullptr;
@@ -141,5 +114,5 @@ std::vector<at::Tensor> epilogue_backward(at::Tensor grad, at::Tensor out, at::T
       }
     }
   });
-  return {gy, gd.sum(0), gb.sum(0), nz ? gz.sum(0) : at::Tensor()};
+  return 0;
 }

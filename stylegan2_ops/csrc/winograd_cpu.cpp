@@ -1,6 +1,6 @@
-#include <ATen/ATen.h>
-#include <ATen/Parallel.h>
+#include <ATen/Parallel.h>  // at::parallel_for only: the build stays seconds, not half a minute
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 // Winograd F(4x4, 3x3) convolution on CPU (Lavin & Gray 2016) for a 3x3, stride 1, padding 1
@@ -8,7 +8,9 @@
 // modulation of StyleGAN2's synthesis layers) folded in. The work runs in blocks of tiles: each
 // block's transformed inputs, 36 GEMMs (MKL sgemm, one thread each) and output transform stay in
 // cache, so no [36, tiles, channels] array ever reaches memory; the backward recomputes the
-// input tiles instead of saving them. See stylegan2_ops/conv.py for the contract; cpu_ops.cpp binds it.
+// input tiles instead of saving them. See stylegan2_ops/conv.py for the contract; the
+// entry points are plain C functions over float pointers (stylegan2_ops/_cpu_plugin.py calls
+// them through ctypes and owns every buffer).
 //   input:   V = B^T d B   for every 6x6 window d (stride 4) of the zero-padded input
 //   output:  y = A^T M A   for every 4x4 output tile
 //   adjoint of the output transform: A g A^T (the weight gradient's tile transform)
@@ -155,38 +157,18 @@ void adjoint_tile(const Grid& gr, const float* g, int64_t K, int64_t t, const fl
 // Xeon; a block of 512 channels holds 4 x 9.4 MB in the backward).
 constexpr int64_t BLOCK = 128;
 
-const float* scale_ptr(const at::Tensor& scale, int64_t n, int64_t C) {
-  return scale.defined() ? scale.data_ptr<float>() + n * C : nullptr;
-}
-
-void check_map(const at::Tensor& x, const char* what) {
-  TORCH_CHECK(x.dim() == 4 && x.is_contiguous() && x.scalar_type() == at::kFloat && x.device().is_cpu(),
-              what, " must be a contiguous float32 [N, H, W, C] CPU tensor");
-}
-
-void check_scale(const at::Tensor& scale, int64_t N, int64_t C) {
-  if (scale.defined())
-    TORCH_CHECK(scale.is_contiguous() && scale.scalar_type() == at::kFloat && scale.dim() == 2 &&
-                    scale.size(0) == N && scale.size(1) == C,
-                "scale must be a contiguous float32 [N, C] tensor");
+inline const float* scale_ptr(const float* scale, int64_t n, int64_t C) {
+  return scale ? scale + n * C : nullptr;
 }
 
 }  // namespace
 
 // y [N, H, W, K] = conv3x3(x * scale) for x [N, H, W, C], U [36, C, K] (the transformed weight,
-// U[p][c][k]), scale [N, C] or undefined.
-at::Tensor conv_forward(at::Tensor x, c10::optional<at::Tensor> scale_opt, at::Tensor U) {
-  check_map(x, "x");
-  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
-  TORCH_CHECK(U.dim() == 3 && U.size(0) == 36 && U.size(1) == C && U.is_contiguous(), "U must be [36, C, K]");
-  const int64_t K = U.size(2);
-  at::Tensor scale = scale_opt.has_value() ? *scale_opt : at::Tensor();
-  check_scale(scale, N, C);
+// U[p][c][k]), scale [N, C] or null. Every array is contiguous float32.
+extern "C" int nada_conv_forward(const float* xp, const float* scale, const float* up, float* yp, int64_t N,
+                                 int64_t H, int64_t W, int64_t C, int64_t K) {
   const Grid g(N, H, W);
   const int64_t B = BLOCK, nblk = (g.T + B - 1) / B;
-  auto y = at::empty({N, H, W, K}, x.options());
-  const float *xp = x.data_ptr<float>(), *up = U.data_ptr<float>();
-  float* yp = y.data_ptr<float>();
   at::parallel_for(0, nblk, 1, [&](int64_t b0, int64_t b1) {
     std::vector<float> V(36 * B * C), M(36 * B * K), tmp(36 * std::max(C, K)), zero(C, 0.f), out(16 * K);
     for (int64_t blk = b0; blk < b1; ++blk) {
@@ -205,42 +187,32 @@ at::Tensor conv_forward(at::Tensor x, c10::optional<at::Tensor> scale_opt, at::T
       }
     }
   });
-  return y;
+  return 0;
 }
 
-// The backward of conv_forward for the output gradient g [N, H, W, K], with Uf [36, K, C] the
-// transformed flipped kernel (Uf[p][k][c]). Returns (grad_x [N, H, W, C] or undefined,
-// dU [36, K, C] or undefined (the weight gradient in the Winograd domain), grad_scale [N, C] or
-// undefined).
-std::vector<at::Tensor> conv_backward(at::Tensor x, c10::optional<at::Tensor> scale_opt, at::Tensor g,
-                                         at::Tensor Uf, bool need_x, bool need_w, bool need_scale) {
-  check_map(x, "x");
-  check_map(g, "grad");
-  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3), K = g.size(3);
-  TORCH_CHECK(g.size(0) == N && g.size(1) == H && g.size(2) == W, "grad must match x's [N, H, W]");
-  TORCH_CHECK(Uf.dim() == 3 && Uf.size(0) == 36 && Uf.size(1) == K && Uf.size(2) == C && Uf.is_contiguous(),
-              "Uf must be [36, K, C]");
-  at::Tensor scale = scale_opt.has_value() ? *scale_opt : at::Tensor();
-  check_scale(scale, N, C);
-  need_scale = need_scale && scale.defined();
+// The backward of nada_conv_forward for the output gradient g [N, H, W, K], with Uf [36, K, C]
+// the transformed flipped kernel (Uf[p][k][c]). Writes grad_x [N, H, W, C] (gx, or null), and
+// adds into the zeroed per-thread partial sums dU [threads, 36, K, C] (the weight gradient in
+// the Winograd domain, or null) and gs [threads, N, C] (the scale's gradient, or null; only with
+// a scale). Returns -1, writing nothing, when more than ``threads`` threads would run.
+extern "C" int nada_conv_backward(const float* xp, const float* scale, const float* gp, const float* ufp, float* gx,
+                                  float* dU, float* gs, int64_t threads, int64_t N, int64_t H, int64_t W, int64_t C,
+                                  int64_t K) {
+  const bool need_x = gx != nullptr, need_w = dU != nullptr, need_scale = gs != nullptr && scale != nullptr;
   const bool need_gx = need_x || need_scale;  // the scale's gradient needs the conv input's gradient
   const Grid gr(N, H, W);
   const int64_t B = BLOCK, nblk = (gr.T + B - 1) / B;
   // per-thread accumulators; called inside another parallel region, parallel_for runs inline
   const bool nested = at::in_parallel_region();
-  const int nthreads = nested ? 1 : at::get_num_threads();
-  at::Tensor gx = need_x ? at::empty({N, H, W, C}, x.options()) : at::Tensor();
-  at::Tensor dU = need_w ? at::zeros({nthreads, 36, K, C}, x.options()) : at::Tensor();
-  at::Tensor gs = need_scale ? at::zeros({nthreads, N, C}, x.options()) : at::Tensor();
-  const float *xp = x.data_ptr<float>(), *gp = g.data_ptr<float>(), *ufp = Uf.data_ptr<float>();
+  if (!nested && at::get_num_threads() > threads) return -1;
   at::parallel_for(0, nblk, 1, [&](int64_t b0, int64_t b1) {
     const int tid = nested ? 0 : at::get_thread_num();
     const int64_t CK = std::max(C, K);
     std::vector<float> Vx(need_w ? 36 * B * C : 0), dM(need_w ? 36 * B * K : 0);
     std::vector<float> Vg(need_gx ? 36 * B * K : 0), Mg(need_gx ? 36 * B * C : 0);
     std::vector<float> tmp(36 * CK), zero(CK, 0.f), out(16 * C);
-    float* dUp = need_w ? dU.data_ptr<float>() + tid * 36 * K * C : nullptr;
-    float* gsp = need_scale ? gs.data_ptr<float>() + tid * N * C : nullptr;
+    float* dUp = need_w ? dU + tid * 36 * K * C : nullptr;
+    float* gsp = need_scale ? gs + tid * N * C : nullptr;
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t t0 = blk * B, nb = std::min(B, gr.T - t0);
       if (need_w) {
@@ -274,7 +246,7 @@ std::vector<at::Tensor> conv_backward(at::Tensor x, c10::optional<at::Tensor> sc
                 for (int64_t c = 0; c < C; ++c) acc[c] += o[c] * xv[c];
               }
               if (need_x) {
-                float* dst = gx.data_ptr<float>() + pix;
+                float* dst = gx + pix;
                 if (s) {
 #pragma omp simd
                   for (int64_t c = 0; c < C; ++c) dst[c] = o[c] * s[c];
@@ -287,5 +259,5 @@ std::vector<at::Tensor> conv_backward(at::Tensor x, c10::optional<at::Tensor> sc
       }
     }
   });
-  return {gx, need_w ? dU.sum(0) : at::Tensor(), need_scale ? gs.sum(0) : at::Tensor()};
+  return 0;
 }
