@@ -22,8 +22,8 @@ from . import _plugin
 EXT_NAME = "nada_cpu_ops"
 SOURCES = ("winograd_cpu.cpp", "epilogue_cpu.cpp")
 
-# Both kernels run on layers with at least this many channels, where they measured faster
-# (docs/speed.md); narrower maps (the shapes world's 64 px generator) keep the references, bit for bit.
+# A layer this wide uses the Winograd conv wherever it has enough tiles; narrower layers only
+# on small maps (conv.qualifies). Channels-last storage follows it (nada.networks.generator).
 WIDE_CHANNELS = 128
 
 _state: dict = {"tried": False, "module": None, "error": None, "path": None}
@@ -177,5 +177,5 @@ def build_state() -> str:
         return loaded
     folder = build_dir()
     if _plugin._find_module_file(folder, EXT_NAME):
-        return f"built, cached at {folder} (Winograd conv, fused epilogue; load on the first wide CPU layer)"
-    return f"not built yet (builds on the first CPU layer with ≥{WIDE_CHANNELS} channels)"
+        return f"built, cached at {folder} (Winograd conv, fused epilogue; loads on first use)"
+    return "not built yet (builds in seconds on first use by a CPU synthesis layer)"

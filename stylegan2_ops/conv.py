@@ -20,11 +20,17 @@ from torch.autograd.function import once_differentiable
 
 from . import _cpu_plugin, _dispatch
 
-# Where Winograd measured faster than oneDNN on a 2-core AVX-512 Xeon (docs/speed.md): both
-# channel counts at least 128 and at least 256 tiles of 4×4 outputs (batch 2: 512 channels at
-# 64², 256 at 128², 128 at 256²). Narrower layers spend the time in the transforms, fewer tiles
-# in the weight transforms.
+# Where Winograd measured faster than oneDNN (docs/speed.md), forward and forward+backward:
+# - both channel counts at least 128 and at least 256 tiles of 4×4 outputs (2-core AVX-512
+#   Xeon, batch 2: 512 channels at 64², 256 at 128², 128 at 256²);
+# - narrow layers (32-127 channels) on maps up to 64², at least 256 tiles (2-core AMD EPYC,
+#   forward / forward+backward against oneDNN: 64 channels 32² batch 16 0.5-0.8 / 0.5-0.7,
+#   16² 0.5 / 0.96, 32 channels 64² 0.95 / 0.76). Larger narrow maps (config-f's 512² and
+#   1024²) stay with oneDNN: there it measured 0.75-1.44 with no clear winner.
+# Fewer channels or tiles spend the time in the transforms.
 MIN_CHANNELS = _cpu_plugin.WIDE_CHANNELS
+NARROW_MIN_CHANNELS = 32
+NARROW_MAX_PIXELS = 64 * 64
 MIN_TILES = 256
 
 
@@ -36,7 +42,10 @@ def qualifies(x: torch.Tensor, weight: torch.Tensor) -> bool:
         return False
     n, c, h, w = x.shape
     tiles = n * ((h + 3) // 4) * ((w + 3) // 4)
-    return min(c, weight.shape[0]) >= MIN_CHANNELS and tiles >= MIN_TILES
+    channels = min(c, weight.shape[0])
+    if tiles < MIN_TILES:
+        return False
+    return channels >= MIN_CHANNELS or (channels >= NARROW_MIN_CHANNELS and h * w <= NARROW_MAX_PIXELS)
 
 
 def uses_winograd(x: torch.Tensor, weight: torch.Tensor, impl: str | None = None) -> bool:

@@ -5,8 +5,8 @@ into the small factors before one ``addcmul``; the noise add and the activation 
 On wide CPU layers the CPU extension (``csrc/epilogue_cpu.cpp``) does it in one pass forward
 and one backward, where autograd's version makes about a dozen passes over the map (the
 leaky ReLU's mask, ``addcmul``'s two products, the noise gain, each reduction). Equal to the
-reference within float rounding, not bit for bit, so it is used only on the layers that
-qualify (as the Winograd conv) and ``NADA_OPS=ref`` turns it off.
+reference within float rounding, not bit for bit; it is used where it measured faster (maps of
+at least :data:`MIN_ELEMENTS` values) and ``NADA_OPS=ref`` turns it off.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from torch.autograd.function import once_differentiable
 from . import _cpu_plugin, _dispatch
 from .bias_act import ACTIVATIONS
 
-MIN_CHANNELS = _cpu_plugin.WIDE_CHANNELS  # the same layers as the Winograd conv
+# The fused pass measured faster from about this many elements per call up (forward and
+# backward, 32-512 channels, 16²-1024², NCHW and channels-last; docs/speed.md); on smaller
+# maps (a batch of 8² maps) the call's overhead outweighs the passes it saves.
+MIN_ELEMENTS = 1 << 18
 
 
 def conv_epilogue(y: torch.Tensor, dcoefs: torch.Tensor | None, noise: torch.Tensor | None, bias: torch.Tensor,
@@ -56,7 +59,7 @@ def _layout(y: torch.Tensor) -> bool | None:
 def _fused_ok(y, dcoefs, noise, clamp, impl) -> bool:
     if _dispatch.mode(impl) == "ref" or y.device.type != "cpu" or y.dtype != torch.float32 or y.dim() != 4:
         return False
-    if dcoefs is None or (clamp is not None and clamp >= 0) or y.shape[1] < MIN_CHANNELS or _layout(y) is None:
+    if dcoefs is None or (clamp is not None and clamp >= 0) or y.numel() < MIN_ELEMENTS or _layout(y) is None:
         return False
     n, _, h, w = y.shape
     if noise is not None and not (tuple(noise.shape) == (h, w) or (

@@ -150,6 +150,9 @@ def _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
         if _separable._channels_last(x):  # keep NHWC storage through oneDNN's depthwise conv
             weight = weight.contiguous(memory_format=torch.channels_last)
         if px0 == px1 >= 0 and py0 == py1 >= 0:  # symmetric padding folded into the conv
+            if (downx == downy == 1 and px0 < fw and py0 < fh and x.device.type == "cpu"
+                    and x.requires_grad and not f_taps.requires_grad):
+                return _DepthwiseFilter.apply(x, weight, py0, px0)
             return F.conv2d(x, weight, stride=(downy, downx), padding=(py0, px0), groups=c)
         x = _pad_or_crop(x, px0, px1, py0, py1)
         return F.conv2d(x, weight, stride=(downy, downx), groups=c)
@@ -159,6 +162,29 @@ def _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
     if downx > 1 or downy > 1:
         x = x[:, :, ::downy, ::downx]
     return x
+
+
+class _DepthwiseFilter(torch.autograd.Function):
+    """Stride-1 depthwise filtering with symmetric padding, ``conv2d(x, w, padding=(py, px),
+    groups=C)``, whose input gradient is computed as the same kind of forward depthwise conv
+    (the filter rotated by 180°, padding ``k - 1 - p``) rather than by oneDNN's depthwise
+    backward-data pass, which is 2.5-3x slower on CPU ([1,3,3,1] after an up-sampling conv,
+    16x32x65² channels-last: 0.85 against 2.15 ms; 2x128x257²: 8.5 against 15.4 ms). The same
+    function; its backward is differentiable again."""
+
+    @staticmethod
+    def forward(ctx, x, weight, py, px):
+        ctx.save_for_backward(weight)
+        ctx.pad = (py, px)
+        return F.conv2d(x, weight, padding=(py, px), groups=x.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weight,) = ctx.saved_tensors
+        py, px = ctx.pad
+        fh, fw = weight.shape[2:]
+        gx = F.conv2d(grad, weight.flip([2, 3]), padding=(fh - 1 - py, fw - 1 - px), groups=grad.shape[1])
+        return gx, None, None, None
 
 
 # ----------------------------------------------------------------------------------------------

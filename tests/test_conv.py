@@ -61,10 +61,15 @@ def test_scale_reference_path_is_the_multiply_then_conv():
 
 @needs_plugin
 def test_wide_layers_use_it_and_ref_mode_does_not(monkeypatch):
+    """The measured size rule: wide layers with enough tiles; narrow ones (32-127 channels) only
+    on maps up to 64²; fewer than 32 channels, few tiles or float64 never."""
     x = torch.randn(2, 128, 64, 64)
     w = torch.randn(128, 128, 3, 3) * 0.03
     assert conv_mod.uses_winograd(x, w)
-    assert not conv_mod.uses_winograd(x[:, :64], w[:64, :64])        # narrow: the reference
+    assert conv_mod.uses_winograd(x[:, :64], w[:64, :64])            # narrow on a 64² map
+    assert conv_mod.uses_winograd(torch.randn(16, 32, 64, 64), w[:32, :32])
+    assert not conv_mod.uses_winograd(torch.randn(1, 64, 128, 128), w[:64, :64])  # narrow, large map
+    assert not conv_mod.uses_winograd(x[:, :16], w[:16, :16])        # too narrow
     assert not conv_mod.uses_winograd(x[:1, :, :16, :16], w)         # few tiles
     assert not conv_mod.uses_winograd(x.double(), w.double())
     monkeypatch.setenv("NADA_OPS", "ref")

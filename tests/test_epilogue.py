@@ -22,9 +22,11 @@ def _noise(kind, n, h, w, g):
 @pytest.mark.parametrize("shape", [(2, 128, 9, 7), (1, 130, 33, 40)])
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("noise_kind", ["none", "shared", "shared4", "per-sample"])
-def test_fused_epilogue_matches_reference(shape, channels_last, noise_kind):
+def test_fused_epilogue_matches_reference(shape, channels_last, noise_kind, monkeypatch):
     """Values and the gradients of y, dcoefs, bias and the noise strength, within fp32 rounding;
-    the result keeps y's memory layout."""
+    the result keeps y's memory layout (odd small maps, let through the size rule, reach the
+    kernel's partial blocks)."""
+    monkeypatch.setattr(epi, "MIN_ELEMENTS", 0)
     n, c, h, w = shape
     g = torch.Generator().manual_seed(0)
     y = torch.randn(shape, generator=g)
@@ -48,12 +50,14 @@ def test_fused_epilogue_matches_reference(shape, channels_last, noise_kind):
 
 
 def test_layers_that_do_not_qualify_take_the_reference_bit_for_bit():
-    """Narrow maps (the shapes world's generator), a clamp, no demodulation, per-channel noise
-    and NADA_OPS=ref all run the reference exactly."""
+    """Small maps (below MIN_ELEMENTS, where the call's overhead outweighs the passes saved), a
+    clamp, no demodulation and per-channel noise run the reference exactly."""
     g = torch.Generator().manual_seed(1)
-    y, d, b = torch.randn(2, 128, 8, 8, generator=g), torch.rand(2, 128, generator=g), torch.randn(128, generator=g)
-    cases = [(y[:, :64], d[:, :64], None, b[:64], None), (y, d, None, b, 256.0), (y, None, None, b, None),
-             (y, d, torch.randn(1, 128, 8, 8, generator=g), b, None)]
+    y, d, b = torch.randn(2, 128, 32, 32, generator=g), torch.rand(2, 128, generator=g), torch.randn(128, generator=g)
+    assert y.numel() >= epi.MIN_ELEMENTS and epi._fused_ok(y, d, None, None, None)
+    small = torch.randn(2, 128, 8, 8, generator=g)
+    cases = [(small, d, None, b, None), (y, d, None, b, 256.0), (y, None, None, b, None),
+             (y, d, torch.randn(1, 128, 32, 32, generator=g), b, None)]
     for args in cases:
         yy, dd, noise, _, clamp = args
         assert not epi._fused_ok(yy, dd, noise, clamp, None)
@@ -61,7 +65,7 @@ def test_layers_that_do_not_qualify_take_the_reference_bit_for_bit():
 
 
 def test_ref_mode_turns_it_off(monkeypatch):
-    y, d = torch.randn(2, 128, 8, 8), torch.rand(2, 128)
+    y, d = torch.randn(2, 128, 32, 32), torch.rand(2, 128)
     monkeypatch.setenv("NADA_OPS", "ref")
     assert not epi._fused_ok(y, d, None, None, None)
 
@@ -72,7 +76,7 @@ def test_failed_build_falls_back(monkeypatch):
 
     monkeypatch.setattr(_cpu_plugin, "build", failing_build)
     monkeypatch.setattr(_cpu_plugin, "_state", {"tried": False, "module": None, "error": None, "path": None})
-    y, d, b = torch.randn(2, 128, 8, 8), torch.rand(2, 128), torch.randn(128)
+    y, d, b = torch.randn(2, 128, 32, 32), torch.rand(2, 128), torch.randn(128)
     with pytest.warns(RuntimeWarning, match="fake compiler error"):
         out = epi.conv_epilogue(y, d, None, b)
     torch.testing.assert_close(out, epi._reference(y, d, None, b, None), rtol=0, atol=0)

@@ -314,3 +314,32 @@ def test_auto_mode_picks_kernels_per_op(monkeypatch):
     monkeypatch.setenv("NADA_OPS", "cuda")
     assert _dispatch.use_cuda(gpu, None, "upfirdn2d") and _dispatch.use_cuda(gpu, None, "bias_act")
     assert not _dispatch.use_cuda(gpu, "ref", "bias_act")
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_plain_filtering_backward_as_a_forward_depthwise_conv(layout, monkeypatch):
+    """Stride-1 filtering with symmetric padding (the FIR after each up-sampling conv) takes
+    ``_DepthwiseFilter``, whose input gradient is a forward depthwise conv with the rotated
+    filter: values and gradients equal the plain depthwise conv's (float64), layouts kept."""
+    import importlib
+
+    U = importlib.import_module("stylegan2_ops.upfirdn2d")  # the module, not the function it exports
+
+    calls = []
+    orig = U._DepthwiseFilter.apply
+    monkeypatch.setattr(U._DepthwiseFilter, "apply", lambda *a: calls.append(1) or orig(*a))
+    x = torch.randn(2, 3, 9, 7, dtype=torch.float64)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    f = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(5))  # fh 4, fw 3
+    y = ops.upfirdn2d(x, f, padding=[1, 1, 2, 2])
+    assert calls, "the custom backward was not used"
+    g = torch.randn_like(y)
+    (gx,) = torch.autograd.grad(y, x, g)
+    w = f.flip([0, 1])[None, None].expand(3, 1, 4, 3)
+    x2 = x.detach().requires_grad_(True)
+    y2 = F.conv2d(x2, w, padding=(2, 1), groups=3)
+    (gx2,) = torch.autograd.grad(y2, x2, g)
+    assert torch.allclose(y, y2, atol=1e-12) and torch.allclose(gx, gx2, atol=1e-12)
+    assert y.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
