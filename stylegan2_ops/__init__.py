@@ -4,7 +4,8 @@
 Each op has an exact pure-PyTorch reference path (any device and dtype, differentiable to
 second order) and CUDA kernels from ``csrc/`` that are compiled on first use with a CUDA
 tensor, never at import; ``conv3x3`` and ``conv_epilogue`` have a CPU library built in seconds
-on first use, used on the layer sizes where it measured faster. Choose with ``impl=`` or ``NADA_OPS=auto|cuda|ref``.
+on first use, used on the layer sizes where it measured faster. Choose with ``impl=`` or
+``NADA_OPS=auto|cuda|ref``.
 """
 
 from .bias_act import ACTIVATIONS, bias_act
