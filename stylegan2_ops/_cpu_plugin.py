@@ -166,7 +166,7 @@ def get_plugin():
     """The compiled module, or None if it cannot be built (warns once, never retried)."""
     return _plugin.load_once(
         _state, build,
-        "Falling back to torch's ops (correct, slower on wide CPU layers). Fix: install a C++ "
+        "Falling back to torch's ops (correct, slower on CPU synthesis layers). Fix: install a C++ "
         "compiler (g++) and ninja, or set NADA_OPS=ref.",
     )
 

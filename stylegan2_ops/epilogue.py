@@ -2,7 +2,7 @@
 
 Reference: three passes over ``y`` (leaky ReLU is positively homogeneous, so its √2 gain folds
 into the small factors before one ``addcmul``; the noise add and the activation run in place).
-On wide CPU layers the CPU extension (``csrc/epilogue_cpu.cpp``) does it in one pass forward
+On large enough CPU maps the CPU library (``csrc/epilogue_cpu.cpp``) does it in one pass forward
 and one backward, where autograd's version makes about a dozen passes over the map (the
 leaky ReLU's mask, ``addcmul``'s two products, the noise gain, each reduction). Equal to the
 reference within float rounding, not bit for bit; it is used where it measured faster (maps of
