@@ -117,6 +117,34 @@ def test_modulated_conv_matches_per_sample_convolution(fused):
     torch.testing.assert_close(y, ref, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("n", [1, 3])
+def test_pointwise_modulated_conv_matches_per_sample_convolution(n, channels_last):
+    """ToRGB's 1x1 modulated conv (a batched matmul on CPU, layout-dependent) against one plain
+    conv per sample, with and without gradients; first and second derivatives by gradcheck."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(n, 5, 4, 3, generator=g, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(3, 5, 1, 1, generator=g, dtype=torch.float64)
+    s = torch.randn(n, 5, generator=g, dtype=torch.float64)
+    ref = torch.cat([F.conv2d(x[i : i + 1], wi) for i, wi in enumerate(_per_sample_weights(w, s, False))])
+    with torch.no_grad():
+        torch.testing.assert_close(modulated_conv2d(x, w, s, demodulate=False), ref, rtol=0, atol=1e-12)
+    xg, wg, sg = (t.clone().requires_grad_(True) for t in (x, w, s))
+    y = modulated_conv2d(xg, wg, sg, demodulate=False)
+    torch.testing.assert_close(y, ref, rtol=0, atol=1e-12)
+    y.square().sum().backward()
+    ref_grads = torch.autograd.grad(
+        torch.cat([F.conv2d(x[i : i + 1], wg * sg[i][None, :, None, None]) for i in range(n)]).square().sum(),
+        [wg, sg])
+    torch.testing.assert_close(wg.grad, ref_grads[0], rtol=0, atol=1e-10)
+    torch.testing.assert_close(sg.grad, ref_grads[1], rtol=0, atol=1e-10)
+    f = lambda a, b, c: modulated_conv2d(a, b, c, demodulate=False)  # noqa: E731
+    assert torch.autograd.gradcheck(f, (xg, wg, sg))
+    assert torch.autograd.gradgradcheck(f, (xg, wg, sg))
+
+
 # --- generator behaviour --------------------------------------------------------------------
 
 def test_forward_shape_dtype_and_layers(G):

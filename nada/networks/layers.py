@@ -76,8 +76,8 @@ def modulated_conv2d(
     """StyleGAN2's modulated convolution (Karras et al. 2020, eqs. 1-3).
 
     ``fused=False`` scales activations before and after one shared convolution (fast for
-    batches on CPU); ``fused=True`` builds per-sample weights and runs a grouped convolution.
-    Both compute the same function.
+    batches on CPU; a 1x1 conv on CPU is one batched matmul instead); ``fused=True`` builds
+    per-sample weights and runs a grouped convolution. All compute the same function.
     """
     x, dcoefs = _modulated_conv2d_raw(x, weight, styles, demodulate, up, resample_filter, fused)
     if dcoefs is not None:
@@ -107,9 +107,13 @@ def _modulated_conv2d_raw(x, weight, styles, demodulate, up, resample_filter, fu
         # One sample: per-sample weights cost nothing extra, except where the CPU Winograd
         # kernel (one weight for the batch, the modulation folded in) would run the conv:
         # 256², batch 1, forward+backward 2.4 s unfused against 3.7 s fused (docs/speed.md).
+        # A 1x1 conv on CPU takes the batched matmul below, which has per-sample weights anyway.
         fused = n == 1 and not (up == 1 and kh == 3 and stylegan2_ops.conv.uses_winograd(x, weight))
+        fused = fused and not (kh == 1 and up == 1 and x.device.type == "cpu")
     pad = kh // 2
 
+    if kh == kw == 1 and up == 1 and not fused and x.device.type == "cpu":
+        return _pointwise_modulated(x, weight, styles), dcoefs
     if fused:
         w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)
         if dcoefs is not None:
@@ -139,6 +143,60 @@ def _modulated_conv2d_raw(x, weight, styles, demodulate, up, resample_filter, fu
         p1 = pad + (fw - up) // 2 - (kw - up)
         x = stylegan2_ops.upfirdn2d(x, resample_filter.float(), padding=[p0, p1, p0, p1], gain=up**2)
     return x, dcoefs
+
+
+def _pointwise_modulated(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+    """A modulated 1x1 conv (ToRGB) as batched matmuls with per-sample weights ``W * s``: the
+    same sums, without scaling the whole input map first (docs/speed.md)."""
+    n, c = x.shape[:2]
+    wp = weight.reshape(1, weight.shape[0], c) * styles.reshape(n, 1, c)  # [N, O, I]
+    return _PointwiseConv.apply(x, wp)
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _as_tokens(x: torch.Tensor) -> torch.Tensor:
+    """A channels-last [N, C, H, W] map as a [N, H*W, C] view of its storage."""
+    n, c, h, w = x.shape
+    return x.permute(0, 2, 3, 1).reshape(n, h * w, c)
+
+
+class _PointwiseConv(torch.autograd.Function):
+    """``y[n] = wp[n] @ x[n]`` over pixels, in the input's layout (NCHW or channels-last). Each
+    product is written in the orientation MKL runs fast: autograd's own backward of the
+    channels-last product reduces over pixels with a 3-column output, 4-10x slower than the same
+    sum written as [N, O, HW] @ [N, HW, C]. The backward is made of differentiable ops, so
+    second derivatives (path-length regularisation) work."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, wp: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, wp)
+        n, c, h, w = x.shape
+        if _channels_last(x):
+            return torch.bmm(_as_tokens(x), wp.transpose(1, 2)).reshape(n, h, w, -1).permute(0, 3, 1, 2)
+        return torch.bmm(wp, x.reshape(n, c, h * w)).reshape(n, -1, h, w)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, wp = ctx.saved_tensors
+        n, c, h, w = x.shape
+        gt = _as_tokens(grad) if _channels_last(grad) else grad.reshape(n, -1, h * w).transpose(1, 2)  # [N, HW, O]
+        grad_x = grad_wp = None
+        if _channels_last(x):
+            tokens = _as_tokens(x)
+            if ctx.needs_input_grad[1]:
+                grad_wp = torch.bmm(gt.transpose(1, 2), tokens)
+            if ctx.needs_input_grad[0]:
+                grad_x = torch.bmm(gt, wp).reshape(n, h, w, c).permute(0, 3, 1, 2)
+        else:
+            flat = x.reshape(n, c, h * w)
+            if ctx.needs_input_grad[1]:
+                grad_wp = torch.bmm(gt.transpose(1, 2), flat.transpose(1, 2))
+            if ctx.needs_input_grad[0]:
+                grad_x = torch.bmm(wp.transpose(1, 2), gt.transpose(1, 2)).reshape(n, c, h, w)
+        return grad_x, grad_wp
 
 
 class SynthesisLayer(nn.Module):
