@@ -117,11 +117,19 @@ def test_modulated_conv_matches_per_sample_convolution(fused):
     torch.testing.assert_close(y, ref, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("matmul", [False, True])
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("n", [1, 3])
-def test_pointwise_modulated_conv_matches_per_sample_convolution(n, channels_last):
-    """ToRGB's 1x1 modulated conv (a batched matmul on CPU, layout-dependent) against one plain
-    conv per sample, with and without gradients; first and second derivatives by gradcheck."""
+def test_pointwise_modulated_conv_matches_per_sample_convolution(n, channels_last, matmul, monkeypatch):
+    """ToRGB's 1x1 modulated conv (on large CPU maps batched matmuls, layout-dependent; here
+    forced on or off by the size threshold) against one plain conv per sample, with and without
+    gradients; first and second derivatives by gradcheck."""
+    from nada.networks import layers
+
+    monkeypatch.setattr(layers, "POINTWISE_MIN_PIXELS", 0 if matmul else 1 << 30)
+    calls = []
+    original = layers._pointwise_modulated
+    monkeypatch.setattr(layers, "_pointwise_modulated", lambda *a: calls.append(1) or original(*a))
     g = torch.Generator().manual_seed(2)
     x = torch.randn(n, 5, 4, 3, generator=g, dtype=torch.float64)
     if channels_last:
@@ -143,6 +151,7 @@ def test_pointwise_modulated_conv_matches_per_sample_convolution(n, channels_las
     f = lambda a, b, c: modulated_conv2d(a, b, c, demodulate=False)  # noqa: E731
     assert torch.autograd.gradcheck(f, (xg, wg, sg))
     assert torch.autograd.gradgradcheck(f, (xg, wg, sg))
+    assert bool(calls) == matmul
 
 
 # --- generator behaviour --------------------------------------------------------------------

@@ -76,7 +76,7 @@ def modulated_conv2d(
     """StyleGAN2's modulated convolution (Karras et al. 2020, eqs. 1-3).
 
     ``fused=False`` scales activations before and after one shared convolution (fast for
-    batches on CPU; a 1x1 conv on CPU is one batched matmul instead); ``fused=True`` builds
+    batches on CPU; a 1x1 conv on a large CPU map is batched matmuls instead); ``fused=True`` builds
     per-sample weights and runs a grouped convolution. All compute the same function.
     """
     x, dcoefs = _modulated_conv2d_raw(x, weight, styles, demodulate, up, resample_filter, fused)
@@ -107,12 +107,12 @@ def _modulated_conv2d_raw(x, weight, styles, demodulate, up, resample_filter, fu
         # One sample: per-sample weights cost nothing extra, except where the CPU Winograd
         # kernel (one weight for the batch, the modulation folded in) would run the conv:
         # 256², batch 1, forward+backward 2.4 s unfused against 3.7 s fused (docs/speed.md).
-        # A 1x1 conv on CPU takes the batched matmul below, which has per-sample weights anyway.
+        # A large 1x1 conv on CPU takes the batched matmul below (per-sample weights anyway).
         fused = n == 1 and not (up == 1 and kh == 3 and stylegan2_ops.conv.uses_winograd(x, weight))
-        fused = fused and not (kh == 1 and up == 1 and x.device.type == "cpu")
+        fused = fused and not _takes_pointwise(x, kh, kw, up)
     pad = kh // 2
 
-    if kh == kw == 1 and up == 1 and not fused and x.device.type == "cpu":
+    if not fused and _takes_pointwise(x, kh, kw, up):
         return _pointwise_modulated(x, weight, styles), dcoefs
     if fused:
         w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)
@@ -143,6 +143,17 @@ def _modulated_conv2d_raw(x, weight, styles, demodulate, up, resample_filter, fu
         p1 = pad + (fw - up) // 2 - (kw - up)
         x = stylegan2_ops.upfirdn2d(x, resample_filter.float(), padding=[p0, p1, p0, p1], gain=up**2)
     return x, dcoefs
+
+
+# Maps from 128² take the batched-matmul ToRGB on CPU. It is faster at every measured size, but
+# smaller maps keep the scale-and-conv path so the shipped 64 px generator trains on the numerics
+# its recipe was tuned with (the change moves trajectories at float rounding; docs/speed.md).
+POINTWISE_MIN_PIXELS = 128 * 128
+
+
+def _takes_pointwise(x: torch.Tensor, kh: int, kw: int, up: int) -> bool:
+    return (kh == kw == 1 and up == 1 and x.device.type == "cpu"
+            and x.shape[2] * x.shape[3] >= POINTWISE_MIN_PIXELS)
 
 
 def _pointwise_modulated(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
