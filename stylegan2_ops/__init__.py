@@ -1,5 +1,5 @@
-"""StyleGAN2's custom ops: ``bias_act``, ``upfirdn2d`` (+ resampling helpers), ``conv3x3`` and
-``conv_epilogue``.
+"""StyleGAN2's custom ops: ``bias_act``, ``upfirdn2d`` (+ resampling helpers), ``conv3x3``,
+``conv_up2`` and ``conv_epilogue``.
 
 Each op has an exact pure-PyTorch reference path (any device and dtype, differentiable to
 second order) and CUDA kernels from ``csrc/`` that are compiled on first use with a CUDA
@@ -11,6 +11,7 @@ on first use, used on the layer sizes where it measured faster. Choose with ``im
 from .bias_act import ACTIVATIONS, bias_act
 from .conv import conv3x3
 from .epilogue import conv_epilogue
+from .upconv import conv_up2
 from .upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
 

@@ -132,6 +132,8 @@ def _modulated_conv2d_raw(x, weight, styles, demodulate, up, resample_filter, fu
         x = x * styles.reshape(n, -1, 1, 1)
         if up == 1:
             x = F.conv2d(x, weight, padding=pad)
+        elif up == 2 and kh == 3:
+            x = stylegan2_ops.conv_up2(x, weight)
         else:
             x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=up)
 
