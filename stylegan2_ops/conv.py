@@ -34,11 +34,16 @@ NARROW_MAX_PIXELS = 64 * 64
 MIN_TILES = 256
 
 
-def qualifies(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether the Winograd path is the faster one for this call (by measured size)."""
+def cpu_fp32_3x3(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """A CPU float32 ``[N, C, H, W]`` map and a ``[K, C, 3, 3]`` weight: what the CPU paths take."""
     if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
         return False
-    if x.dim() != 4 or tuple(weight.shape[2:]) != (3, 3) or weight.shape[1] != x.shape[1]:
+    return x.dim() == 4 and tuple(weight.shape[2:]) == (3, 3) and weight.shape[1] == x.shape[1]
+
+
+def qualifies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether the Winograd path is the faster one for this call (by measured size)."""
+    if not cpu_fp32_3x3(x, weight):
         return False
     n, c, h, w = x.shape
     tiles = n * ((h + 3) // 4) * ((w + 3) // 4)

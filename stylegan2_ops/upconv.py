@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _dispatch
+from .conv import cpu_fp32_3x3
 
 # Where the gathered GEMM measured faster than oneDNN's channels-last weight gradient (2-core
 # AMD EPYC, ms): 512→256 ch 64² batch 2 109-163 vs 286-312; 256→128 ch 128² 132-140 vs 306-330;
@@ -26,13 +27,8 @@ MIN_CHANNELS = 128
 
 def qualifies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether the fast path is the faster one for this call (by measured size and layout)."""
-    if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
-        return False
-    if x.dim() != 4 or tuple(weight.shape[2:]) != (3, 3) or weight.shape[1] != x.shape[1]:
-        return False
-    if not x.is_contiguous(memory_format=torch.channels_last):
-        return False
-    return min(x.shape[1], weight.shape[0]) >= MIN_CHANNELS
+    return (cpu_fp32_3x3(x, weight) and x.is_contiguous(memory_format=torch.channels_last)
+            and min(x.shape[1], weight.shape[0]) >= MIN_CHANNELS)
 
 
 def conv_up2(x: torch.Tensor, weight: torch.Tensor, impl: str | None = None) -> torch.Tensor:
