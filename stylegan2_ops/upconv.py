@@ -31,13 +31,18 @@ def qualifies(x: torch.Tensor, weight: torch.Tensor) -> bool:
             and min(x.shape[1], weight.shape[0]) >= MIN_CHANNELS)
 
 
+def reference(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The transposed conv itself (oneDNN on CPU, cuDNN on CUDA)."""
+    return F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+
+
 def conv_up2(x: torch.Tensor, weight: torch.Tensor, impl: str | None = None) -> torch.Tensor:
     """``F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)``: ``[N, I, H, W]`` with an
     ``[O, I, 3, 3]`` weight gives ``[N, O, 2H+1, 2W+1]``."""
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     if needs_grad and _dispatch.mode(impl) != "ref" and qualifies(x, weight):
         return _UpConv.apply(x, weight)
-    return F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+    return reference(x, weight)
 
 
 def weight_grad(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -58,7 +63,7 @@ class _UpConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight):
         ctx.save_for_backward(x, weight)
-        return F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+        return reference(x, weight)
 
     @staticmethod
     def backward(ctx, grad):
