@@ -20,9 +20,7 @@ import argparse
 import os
 import re
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 # The evaluation table's rows that issue 24 compares before and after a change.
@@ -58,24 +56,16 @@ def _cpu_times() -> list[int]:
 
 def run_once(seed: int, extra: list[str]) -> dict[str, float]:
     """One README-command run: training s, whole s, steal %, and the evaluation figures."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    with tempfile.TemporaryDirectory() as out:
-        before = _cpu_times() if os.path.exists("/proc/stat") else None
-        start = time.perf_counter()
-        proc = subprocess.run(["nada", "train", "--source", "photo", "--target", "sketch", "--quiet",
-                               "--seed", str(seed), "--out", os.path.join(out, "run"), *extra],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        wall = time.perf_counter() - start
-        after = _cpu_times() if before is not None else None
-    if proc.returncode != 0:
-        raise SystemExit(f"nada train failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}")
-    found = re.search(r"trained \d+ iterations in ([0-9.]+) s", proc.stdout)
-    row = {"training s": float(found.group(1)) if found else float("nan"), "whole s": wall}
+    from bench_shared import run_readme  # the sibling script: the same command, run the same way
+
+    before = _cpu_times() if os.path.exists("/proc/stat") else None
+    train, wall, text = run_readme(["--seed", str(seed), *extra])
+    row = {"training s": train, "whole s": wall}
     if before is not None:
-        delta = [b - a for a, b in zip(before, after)]
+        delta = [b - a for a, b in zip(before, _cpu_times())]
         row["steal %"] = 100 * delta[7] / max(1, sum(delta)) if len(delta) > 7 else float("nan")
     for name, pattern in QUALITY.items():
-        m = re.search(pattern, proc.stdout)
+        m = re.search(pattern, text)
         row[name] = float(m.group(1)) if m else float("nan")
     return row
 

@@ -35,8 +35,8 @@ while True:
 """
 
 
-def _run(args: list[str], load_at: float | None) -> tuple[float, float]:
-    """One README-command run; returns (training s as printed, whole wall s)."""
+def run_readme(args: list[str], load_at: float | None = None) -> tuple[float, float, str]:
+    """One README-command run; returns (training s as printed, whole wall s, its output)."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     load = None
     with tempfile.TemporaryDirectory() as out:
@@ -63,7 +63,7 @@ def _run(args: list[str], load_at: float | None) -> tuple[float, float]:
     cpu_lines = [line for line in text.splitlines() if line.startswith("CPU") or "threads now" in line]
     for line in cpu_lines:
         print("   ", line.strip())
-    return (float(found.group(1)) if found else float("nan")), wall
+    return (float(found.group(1)) if found else float("nan")), wall, text
 
 
 def main() -> None:
@@ -72,11 +72,11 @@ def main() -> None:
                    help="seconds into the run at which the load starts; negative = that long before (default: 15 -5)")
     p.add_argument("nada_args", nargs="*", help="extra `nada train` arguments (after --)")
     a = p.parse_args()
-    quiet_train, quiet_wall = _run(a.nada_args, None)
+    quiet_train, quiet_wall, _ = run_readme(a.nada_args)
     print(f"{'load':<16} {'training s':>10} {'whole s':>8} {'x quiet (training)':>19} {'x quiet (whole)':>16}")
     print(f"{'none':<16} {quiet_train:>10.1f} {quiet_wall:>8.1f} {1.0:>19.2f} {1.0:>16.2f}", flush=True)
     for at in a.load_at:
-        train, wall = _run(a.nada_args, at)
+        train, wall, _ = run_readme(a.nada_args, at)
         label = f"from {at:g} s" if at >= 0 else f"{-at:g} s before"
         print(f"{label:<16} {train:>10.1f} {wall:>8.1f} {train / quiet_train:>19.2f} {wall / quiet_wall:>16.2f}",
               flush=True)
