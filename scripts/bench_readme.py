@@ -5,7 +5,8 @@ reports the training seconds it prints, its whole wall time, the run's share of 
 stolen by the hypervisor, its evaluation figures, and a probe of the machine's speed taken just
 before and just after the run: fp32 matrix products on every core nada uses (GFLOP/s). On a
 shared VM the host's other tenants slow every run without showing up as load inside the VM; the
-probe shows whether a slow run met a slow machine.
+probe tells a slow machine from slow code where the slowdown reaches the matrix units (on
+2026-12-07's VM the slow spells did not: docs/speed.md).
 
     python scripts/bench_readme.py                      # seeds 0 1 2
     python scripts/bench_readme.py --seeds 0 0 0 --probe-s 3
@@ -20,7 +21,6 @@ import argparse
 import os
 import re
 import statistics
-import sys
 import time
 
 # The evaluation table's rows that issue 24 compares before and after a change.
@@ -100,4 +100,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
